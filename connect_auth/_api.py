@@ -1,0 +1,112 @@
+"""Module-level functions, served by one process-wide default :class:`ConnectClient`."""
+
+from __future__ import annotations
+
+import threading
+from typing import Unpack
+
+from ._client import ConnectClient
+from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse
+
+__all__ = [
+    "aget_token",
+    "aget_token_response",
+    "arevoke_token",
+    "clear_token_cache",
+    "default_client",
+    "delete_token_cache_entry",
+    "get_token",
+    "get_token_response",
+    "revoke_token",
+    "set_default_client",
+]
+
+_default: ConnectClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> ConnectClient:
+    """The process-wide client behind the module functions and the auth adapters.
+
+    Created on first use from the environment (``CONNECT_AUTH_BASE_URL``,
+    ``VERCEL_REGION``), so it sees settings made before the first call.
+    """
+    global _default
+    client = _default
+    if client is None:
+        with _default_lock:
+            if _default is None:
+                _default = ConnectClient()
+            client = _default
+    return client
+
+
+def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
+    """Replace the process-wide client (``None``: make a new one on next use).
+
+    Returns the previous one, which the caller may close. Used by the pytest
+    fixture to point the library at an emulator.
+    """
+    global _default
+    if client is not None and not isinstance(client, ConnectClient):
+        raise TypeError("set_default_client takes a ConnectClient or None")
+    with _default_lock:
+        previous, _default = _default, client
+    return previous
+
+
+def get_token(connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]) -> str:
+    """Return a provider access token (see :meth:`ConnectClient.get_token`)."""
+    return default_client().get_token(connector, subject=subject, **options)
+
+
+def get_token_response(
+    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+) -> TokenResponse:
+    """Return the full token response (see :meth:`ConnectClient.get_token_response`)."""
+    return default_client().get_token_response(connector, subject=subject, **options)
+
+
+async def aget_token(
+    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+) -> str:
+    """Async :func:`get_token`."""
+    return await default_client().aget_token(connector, subject=subject, **options)
+
+
+async def aget_token_response(
+    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+) -> TokenResponse:
+    """Async :func:`get_token_response`."""
+    return await default_client().aget_token_response(connector, subject=subject, **options)
+
+
+def revoke_token(
+    connector: str, *, subject: SubjectLike, installation_id: str | None = None,
+    vercel_token: str | None = None,
+) -> None:
+    """Revoke a subject's tokens and evict them (see :meth:`ConnectClient.revoke_token`)."""
+    default_client().revoke_token(connector, subject=subject, installation_id=installation_id,
+                                  vercel_token=vercel_token)
+
+
+async def arevoke_token(
+    connector: str, *, subject: SubjectLike, installation_id: str | None = None,
+    vercel_token: str | None = None,
+) -> None:
+    """Async :func:`revoke_token`."""
+    await default_client().arevoke_token(connector, subject=subject,
+                                         installation_id=installation_id,
+                                         vercel_token=vercel_token)
+
+
+def delete_token_cache_entry(
+    connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
+) -> None:
+    """Remove exactly the cache entry :func:`get_token` would use for these arguments."""
+    default_client().delete_token_cache_entry(connector, subject=subject, **options)
+
+
+def clear_token_cache() -> None:
+    """Drop every token cached by the default client."""
+    default_client().clear_token_cache()

@@ -1,0 +1,418 @@
+"""The emulated Connect service: connectors, grants, issued tokens, faults, logs.
+
+No HTTP here: the server in :mod:`connect_auth.testing` parses requests and
+calls these methods, which answer ``(status, json_body)``. One lock guards it all.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Call", "ConnectorSpec", "EmulatorState", "Fault", "Installation", "IssuedToken",
+    "ProviderCall", "default_connectors", "load_connectors",
+]
+
+Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Installation:
+    """One tenant a connector is installed in (a Slack workspace, a GitHub org)."""
+
+    id: str
+    name: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass
+class ConnectorSpec:
+    """An emulated connector.
+
+    ``links`` maps project ids to the environments the link enables. ``users``
+    have authorized the connector. ``requires_installation`` with no
+    ``default_installation`` makes app tokens need an explicit installation id.
+    ``token_ttl`` is the lifetime of issued tokens, in seconds.
+    """
+
+    uid: str
+    id: str = ""
+    type: str = "oauth"
+    name: str | None = None
+    installations: list[Installation] = field(default_factory=list)
+    default_installation: str | None = None
+    requires_installation: bool = False
+    users: set[str] = field(default_factory=set)
+    links: dict[str, list[str]] = field(default_factory=dict)
+    token_ttl: float = 3600.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.uid or "/" not in self.uid:
+            raise ValueError(f"connector uid {self.uid!r} must look like 'slack/acme-slack'")
+        if not self.id:
+            self.id = "scl_" + self.uid.replace("/", "_").replace("-", "_")
+        if self.token_ttl <= 0:
+            raise ValueError(f"connector {self.uid}: token_ttl must be positive")
+        ids = {i.id for i in self.installations}
+        if self.default_installation is not None and self.default_installation not in ids:
+            raise ValueError(
+                f"connector {self.uid}: default_installation {self.default_installation!r} "
+                f"is not one of its installations {sorted(ids)}"
+            )
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected failure for the next Connect API call: a status, a drop or a stall."""
+
+    kind: str  # "status" | "drop" | "stall"
+    status: int = 503
+    retry_after: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Connect API call as the emulator saw it (never the caller's token)."""
+
+    endpoint: str  # "token" | "revoke" | "metadata"
+    connector: str
+    subject: Any
+    params: dict[str, Any]
+    identity: dict[str, Any] | None
+    status: int | None
+    fault: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """One request to the fake provider API; ``token_state`` says what its token was."""
+
+    host: str
+    method: str
+    path: str
+    had_authorization: bool
+    token_state: str  # live | expired | revoked | unknown | wrong_connector | missing | ignored
+    token_id: str | None
+    body_length: int
+    body_sha256: str
+    status: int
+
+
+@dataclass
+class IssuedToken:
+    """A token the emulator issued, and its state."""
+
+    token: str = field(repr=False)
+    token_id: str
+    connector: str
+    subject: dict[str, Any]
+    installation_id: str | None
+    expires_at_ms: int
+    revoked: bool = False
+
+
+def default_connectors(project_id: str) -> list[ConnectorSpec]:
+    """The connectors an emulator starts with: one per seed error, plus happy paths."""
+    every_env = {project_id: ["production", "preview", "development"]}
+    return [
+        ConnectorSpec(
+            uid="slack/acme-slack", id="scl_acmeslack", type="slack", name="Acme Slack",
+            installations=[Installation("inst_acme", "Acme workspace", "T0ACME")],
+            default_installation="inst_acme", users={"u_alice", "u_bob"}, links=every_env,
+            metadata={"botUserId": "B0EMU"},
+        ),
+        ConnectorSpec(
+            uid="github/acme-github", id="scl_acmegithub", type="github", name="Acme GitHub",
+            installations=[Installation("inst_gh_1", "acme-org", "1001"),
+                           Installation("inst_gh_2", "acme-labs", "1002")],
+            requires_installation=True, users={"u_alice"}, links=every_env,
+        ),
+        ConnectorSpec(
+            uid="linear/acme-linear", id="scl_acmelinear", type="oauth", name="Acme Linear",
+            users={"u_alice"}, links={project_id: ["production"]},
+        ),
+        ConnectorSpec(
+            uid="salesforce/acme-sf", id="scl_acmesf", type="salesforce", name="Acme SF",
+            links={"prj_someone_else": ["production"]},
+        ),
+    ]
+
+
+_SPEC_KEYS = {
+    "uid", "id", "type", "name", "installations", "default_installation",
+    "requires_installation", "users", "links", "token_ttl", "metadata",
+}
+
+
+def load_connectors(data: Mapping[str, Any]) -> list[ConnectorSpec]:
+    """Connector specs from a parsed JSON/TOML config (``{"connectors": [...]}``)."""
+    raw = data.get("connectors")
+    if not isinstance(raw, list):
+        raise ValueError("emulator config needs a 'connectors' list")
+    specs = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            raise ValueError("each connector in the config must be a table/object")
+        unknown = set(item) - _SPEC_KEYS
+        if unknown:
+            raise ValueError(f"connector {item.get('uid')!r}: unknown keys {sorted(unknown)}; "
+                             f"allowed: {sorted(_SPEC_KEYS)}")
+        fields = dict(item)
+        fields["installations"] = [
+            Installation(i["id"], i.get("name"), i.get("tenant_id"))
+            for i in item.get("installations", [])
+        ]
+        fields["users"] = set(item.get("users", []))
+        fields["links"] = {str(k): list(v) for k, v in item.get("links", {}).items()}
+        specs.append(ConnectorSpec(**fields))
+    return specs
+
+
+class EmulatorState:
+    """Connect's state and rules; every public method is thread-safe."""
+
+    def __init__(self, connectors: list[ConnectorSpec], clock: Callable[[], float] = time.time):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.connectors: dict[str, ConnectorSpec] = {}
+        for spec in connectors:
+            self.add_connector(spec)
+        self._tokens: dict[str, IssuedToken] = {}
+        self._revoked_grants: set[tuple[str, str]] = set()
+        self._faults: deque[Fault] = deque()
+        self.latency = 0.0
+        self.calls: list[Call] = []
+        self.provider_calls: list[ProviderCall] = []
+
+    # -- configuration and controls ---------------------------------------
+
+    def add_connector(self, spec: ConnectorSpec) -> None:
+        """Add or replace a connector (reachable by uid and by id)."""
+        with self._lock:
+            self.connectors[spec.uid] = spec
+            self.connectors[spec.id] = spec
+
+    def revoke_grant(self, connector: str, subject: Mapping[str, Any]) -> None:
+        """Make the grant behind ``subject`` unusable: later token calls get ``no_token``."""
+        with self._lock:
+            self._revoked_grants.add((self._spec(connector).uid, _subject_id(subject)))
+
+    def revoke(self, token: str) -> bool:
+        """Revoke one issued token (as the provider would); True if it existed."""
+        with self._lock:
+            issued = self._tokens.get(token)
+            if issued is not None:
+                issued.revoked = True
+            return issued is not None
+
+    def expire_all(self) -> int:
+        """Expire every issued token now; returns how many."""
+        with self._lock:
+            past = int(self._clock() * 1000) - 1
+            for issued in self._tokens.values():
+                issued.expires_at_ms = min(issued.expires_at_ms, past)
+            return len(self._tokens)
+
+    def add_faults(self, faults: list[Fault]) -> None:
+        """Queue faults for the next Connect API calls, one per call."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def next_fault(self) -> Fault | None:
+        """Pop the fault for this call, if any."""
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault and the added latency."""
+        with self._lock:
+            self._faults.clear()
+            self.latency = 0.0
+
+    def log_call(self, call: Call) -> None:
+        """Append to the call log."""
+        with self._lock:
+            self.calls.append(call)
+
+    def issued(self) -> list[IssuedToken]:
+        """Every token issued so far."""
+        with self._lock:
+            return list(self._tokens.values())
+
+    # -- the Connect API ----------------------------------------------------
+
+    def issue(self, connector: str, body: Mapping[str, Any], identity: Mapping[str, Any]) -> Answer:
+        """``POST /v1/connect/token/{connector}``."""
+        with self._lock:
+            spec = self.connectors.get(connector)
+            refused = self._refuse(spec, connector, identity)
+            if refused is not None:
+                return refused
+            assert spec is not None
+            subject = body.get("subject")
+            bad = _check_body(body)
+            if bad is not None:
+                return bad
+            assert isinstance(subject, dict)
+            inst_id = body.get("installationId")
+            kind = subject["type"]
+            if kind == "user" and subject.get("id") not in spec.users:
+                return _error(401, "user_authorization_required",
+                              f"User {subject.get('id')!r} has not authorized {spec.uid}")
+            if inst_id is None:
+                inst_id = spec.default_installation
+                if inst_id is None and spec.requires_installation:
+                    return _error(422, "connector_installation_required",
+                                  f"{spec.uid} needs an installationId; none is the default")
+            elif inst_id != "*" and inst_id not in {i.id for i in spec.installations}:
+                return _error(422, "connector_installation_required",
+                              f"{spec.uid} has no installation {inst_id!r}")
+            if (spec.uid, _subject_id(subject)) in self._revoked_grants:
+                return _error(410, "no_token", f"The grant for this subject on {spec.uid} "
+                              "was revoked at the provider; authorize again")
+            return 200, self._mint(spec, subject, inst_id)
+
+    def revoke_tokens(
+        self, connector: str, body: Mapping[str, Any], identity: Mapping[str, Any]
+    ) -> Answer:
+        """``DELETE /v1/connect/connectors/{connector}/tokens``."""
+        with self._lock:
+            spec = self.connectors.get(connector)
+            refused = self._refuse(spec, connector, identity)
+            if refused is not None:
+                return refused
+            assert spec is not None
+            subject = body.get("subject")
+            if subject is not None and not (isinstance(subject, dict)
+                                            and isinstance(subject.get("type"), str)):
+                return _error(400, "bad_request", "subject must be an object with a type")
+            inst = body.get("installationId")
+            found = [
+                t for t in self._tokens.values()
+                if t.connector == spec.uid and not t.revoked
+                and (subject is None or _subject_id(t.subject) == _subject_id(subject))
+                and (inst is None or t.installation_id == inst)
+            ]
+            for t in found:
+                t.revoked = True
+            n = len(found)
+            return 200, {"tokensFound": n, "deleted": n, "providerRevoked": n,
+                         "providerSkipped": 0, "providerFailed": 0}
+
+    def metadata(self, connector: str, identity: Mapping[str, Any]) -> Answer:
+        """``GET /v1/connect/connectors/{connector}``."""
+        with self._lock:
+            spec = self.connectors.get(connector)
+            refused = self._refuse(spec, connector, identity)
+            if refused is not None:
+                return refused
+            assert spec is not None
+            return 200, {"id": spec.id, "uid": spec.uid, "name": spec.name, "type": spec.type,
+                         "service": spec.type, "createdAt": 0, "updatedAt": 0, "data": {},
+                         "supportsRevocation": True}
+
+    # -- the fake provider ----------------------------------------------------
+
+    def check_provider_token(self, connector: str, token: str | None) -> tuple[str, str | None]:
+        """``(state, token_id)`` of a bearer token presented to ``connector``'s API."""
+        if token is None:
+            return "missing", None
+        with self._lock:
+            issued = self._tokens.get(token)
+            spec = self.connectors.get(connector)
+            if issued is None:
+                return "unknown", None
+            if spec is None or issued.connector != spec.uid:
+                return "wrong_connector", issued.token_id
+            if issued.revoked:
+                return "revoked", issued.token_id
+            if issued.expires_at_ms <= self._clock() * 1000:
+                return "expired", issued.token_id
+            return "live", issued.token_id
+
+    def log_provider(self, call: ProviderCall) -> None:
+        """Append to the provider log."""
+        with self._lock:
+            self.provider_calls.append(call)
+
+    # -- internals (lock held) ------------------------------------------------
+
+    def _spec(self, connector: str) -> ConnectorSpec:
+        spec = self.connectors.get(connector)
+        if spec is None:
+            raise KeyError(f"no connector {connector!r} in the emulator")
+        return spec
+
+    def _refuse(
+        self, spec: ConnectorSpec | None, connector: str, identity: Mapping[str, Any]
+    ) -> Answer | None:
+        if spec is None:
+            return _error(404, "not_found", f"Connector {connector!r} not found")
+        envs = spec.links.get(str(identity.get("project_id")))
+        if envs is None:
+            return _error(403, "forbidden", f"Connector {spec.uid} is not linked to this project")
+        if identity.get("environment") not in envs:
+            return _error(403, "forbidden", f"Connector {spec.uid} is not enabled for the "
+                          f"{identity.get('environment')!r} environment of this project")
+        return None
+
+    def _mint(self, spec: ConnectorSpec, subject: dict[str, Any], inst_id: str | None) -> dict[str, Any]:
+        token = f"emu_{spec.type}_{secrets.token_urlsafe(24)}"
+        issued = IssuedToken(
+            token=token, token_id="stk_" + secrets.token_hex(8), connector=spec.uid,
+            subject=dict(subject), installation_id=inst_id,
+            expires_at_ms=int((self._clock() + spec.token_ttl) * 1000),
+        )
+        self._tokens[token] = issued
+        inst = next((i for i in spec.installations if i.id == inst_id), None)
+        out: dict[str, Any] = {
+            "token": token, "tokenId": issued.token_id, "expiresAt": issued.expires_at_ms,
+            "connector": {"id": spec.id, "uid": spec.uid, "type": spec.type},
+            "name": inst.name if inst and inst.name else spec.name,
+            "installationId": inst_id, "tenantId": inst.tenant_id if inst else None,
+            "externalSubject": _subject_id(subject), "metadata": dict(spec.metadata) or None,
+        }
+        if subject["type"] == "user":
+            out["claims"] = {"email": f"{subject['id']}@example.com"}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _check_body(body: Mapping[str, Any]) -> Answer | None:
+    subject = body.get("subject")
+    if not isinstance(subject, dict) or not isinstance(subject.get("type"), str):
+        return _error(400, "bad_request", "subject must be an object with a string 'type'")
+    required = {"user": "id", "jwt-bearer": "sub", "token": "token"}.get(subject["type"])
+    if subject["type"] not in ("app", "user", "jwt-bearer", "token"):
+        return _error(400, "bad_request", f"unknown subject type {subject['type']!r}")
+    if required and not isinstance(subject.get(required), str):
+        return _error(400, "bad_request", f"a {subject['type']} subject needs '{required}'")
+    for name in ("audience", "scopes", "resources"):
+        value = body.get(name)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            return _error(400, "bad_request", f"{name} must be an array of strings")
+    return None
+
+
+def _subject_id(subject: Mapping[str, Any]) -> str:
+    kind = subject.get("type")
+    if kind == "user":
+        return f"user:{subject.get('id')}"
+    if kind == "jwt-bearer":
+        return f"jwt:{subject.get('sub')}"
+    if kind == "token":
+        return "exchange"
+    return "app"
+
+
+def _error(status: int, code: str, message: str) -> Answer:
+    return status, {"error": {"code": code, "message": message}}

@@ -1,0 +1,368 @@
+"""Value types: subjects, validated token parameters and the token response.
+
+Everything here is pure and immutable. ``TokenParams.build`` is where bad
+arguments are refused, before any network call.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypedDict
+
+#: Default validity buffer: a token within 30 s of expiry is not served.
+DEFAULT_BUFFER_MS = 30_000.0
+
+__all__ = [
+    "AppSubject",
+    "ConnectorRef",
+    "JwtBearerSubject",
+    "Subject",
+    "SubjectLike",
+    "TokenExchangeSubject",
+    "TokenOptions",
+    "TokenParams",
+    "TokenParamsOptions",
+    "TokenRequest",
+    "TokenResponse",
+    "UserSubject",
+    "coerce_subject",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AppSubject:
+    """The app itself (the bot or integration identity)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object Connect expects."""
+        return {"type": "app"}
+
+
+@dataclass(frozen=True, slots=True)
+class UserSubject:
+    """A named user; ``issuer`` is the OIDC issuer of ``id`` when not the default."""
+
+    id: str
+    issuer: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_text("UserSubject.id", self.id)
+        _optional_text("UserSubject.issuer", self.issuer)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object Connect expects."""
+        wire: dict[str, Any] = {"type": "user", "id": self.id}
+        if self.issuer is not None:
+            wire["issuer"] = self.issuer
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class JwtBearerSubject:
+    """An RFC 7523 JWT-bearer assertion that Connect mints for ``sub``."""
+
+    sub: str
+    iss: str | None = None
+    aud: str | None = None
+    additional_claims: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _require_text("JwtBearerSubject.sub", self.sub)
+        _optional_text("JwtBearerSubject.iss", self.iss)
+        _optional_text("JwtBearerSubject.aud", self.aud)
+        if self.additional_claims is not None:
+            if not isinstance(self.additional_claims, Mapping):
+                raise TypeError("JwtBearerSubject.additional_claims must be a dict")
+            _canonical_json("JwtBearerSubject.additional_claims", self.additional_claims)
+
+    def __hash__(self) -> int:
+        claims = self.additional_claims
+        return hash((self.sub, self.iss, self.aud, _canonical_json("", claims) if claims else ""))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object Connect expects (camelCase ``additionalClaims``)."""
+        wire: dict[str, Any] = {"type": "jwt-bearer", "sub": self.sub}
+        if self.iss is not None:
+            wire["iss"] = self.iss
+        if self.aud is not None:
+            wire["aud"] = self.aud
+        if self.additional_claims is not None:
+            wire["additionalClaims"] = dict(self.additional_claims)
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExchangeSubject:
+    """Token exchange of a credential you already hold (never shown in ``repr``)."""
+
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _require_text("TokenExchangeSubject.token", self.token)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object Connect expects."""
+        return {"type": "token", "token": self.token}
+
+
+Subject: TypeAlias = AppSubject | UserSubject | JwtBearerSubject | TokenExchangeSubject
+SubjectLike: TypeAlias = Subject | Mapping[str, Any]
+
+_SUBJECT_FIELDS: dict[str, dict[str, str]] = {
+    # wire name -> Python field name, per subject type
+    "app": {},
+    "user": {"id": "id", "issuer": "issuer"},
+    "jwt-bearer": {"sub": "sub", "iss": "iss", "aud": "aud", "additionalClaims": "additional_claims"},
+    "token": {"token": "token"},
+}
+_SUBJECT_CLASSES: dict[str, type[Subject]] = {
+    "app": AppSubject,
+    "user": UserSubject,
+    "jwt-bearer": JwtBearerSubject,
+    "token": TokenExchangeSubject,
+}
+
+
+def coerce_subject(subject: object) -> Subject:
+    """Accept a subject class or a TypeScript-style dict; refuse anything else."""
+    if isinstance(subject, AppSubject | UserSubject | JwtBearerSubject | TokenExchangeSubject):
+        return subject
+    if not isinstance(subject, Mapping):
+        raise TypeError(
+            "subject must be AppSubject, UserSubject, JwtBearerSubject, TokenExchangeSubject "
+            f"or a dict like {{'type': 'app'}}, not {type(subject).__name__}"
+        )
+    kind = subject.get("type")
+    if kind not in _SUBJECT_FIELDS:
+        raise ValueError(
+            f"unknown subject type {kind!r}: use 'app', 'user', 'jwt-bearer' or 'token'"
+        )
+    names = _SUBJECT_FIELDS[kind]
+    unknown = sorted(str(k) for k in subject if k != "type" and k not in names)
+    if unknown:
+        raise ValueError(
+            f"subject of type {kind!r} has unknown field(s) {unknown}; allowed: {sorted(names)}"
+        )
+    kwargs = {names[k]: v for k, v in subject.items() if k != "type"}
+    try:
+        return _SUBJECT_CLASSES[kind](**kwargs)
+    except TypeError as exc:
+        required = {"user": "id", "jwt-bearer": "sub", "token": "token"}[kind]
+        raise ValueError(f"a {kind!r} subject needs a {required!r} field") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TokenParams:
+    """Validated, normalized parameters of one token request.
+
+    ``key`` identifies the request in the cache: key order of dicts does not
+    matter, omitted scopes equal ``["*"]``, and the validity buffer is left out.
+    """
+
+    subject: Subject
+    installation_id: str | None = None
+    audience: tuple[str, ...] | None = None
+    scopes: tuple[str, ...] | None = None
+    resources: tuple[str, ...] | None = None
+    authorization_details: tuple[Mapping[str, Any], ...] | None = None
+    validity_buffer_ms: float | None = None
+    key: tuple[object, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        subject: object,
+        installation_id: object = None,
+        audience: object = None,
+        scopes: object = None,
+        resources: object = None,
+        authorization_details: object = None,
+        validity_buffer_ms: object = None,
+    ) -> TokenParams:
+        """Validate raw arguments; raise ``TypeError``/``ValueError`` saying what to fix."""
+        subj = coerce_subject(subject)
+        inst = _optional_text("installation_id", installation_id)
+        aud = _string_list("audience", audience)
+        scp = _string_list("scopes", scopes)
+        res = _string_list("resources", resources)
+        details = _authorization_details(authorization_details)
+        buffer = _buffer(validity_buffer_ms)
+        key = (
+            _subject_key(subj),
+            inst,
+            aud,
+            scp if scp is not None else ("*",),
+            res,
+            tuple(_canonical_json("", d) for d in details) if details is not None else None,
+        )
+        return cls(subj, inst, aud, scp, res, details, buffer, key)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The token request body: camelCase, omitted fields left out, scopes default ``["*"]``."""
+        body: dict[str, Any] = {"subject": self.subject.to_wire()}
+        if self.installation_id is not None:
+            body["installationId"] = self.installation_id
+        if self.audience is not None:
+            body["audience"] = list(self.audience)
+        body["scopes"] = list(self.scopes) if self.scopes is not None else ["*"]
+        if self.resources is not None:
+            body["resources"] = list(self.resources)
+        if self.authorization_details is not None:
+            body["authorizationDetails"] = [dict(d) for d in self.authorization_details]
+        if self.validity_buffer_ms is not None:
+            body["validityBufferMs"] = self.validity_buffer_ms
+        return body
+
+
+class TokenParamsOptions(TypedDict, total=False):
+    """Keyword options that shape a token request (all optional)."""
+
+    installation_id: str | None
+    audience: Sequence[str] | None
+    scopes: Sequence[str] | None
+    resources: Sequence[str] | None
+    authorization_details: Sequence[Mapping[str, Any]] | None
+    validity_buffer_ms: float | None
+    vercel_token: str | None
+
+
+class TokenOptions(TokenParamsOptions, total=False):
+    """:class:`TokenParamsOptions` plus ``force_refresh``."""
+
+    force_refresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """A validated connector + params pair and its cache key (without the credential)."""
+
+    connector: str
+    params: TokenParams
+    key: tuple[object, ...]
+    buffer_ms: float
+
+    @classmethod
+    def build(cls, connector: object, *, subject: object, **options: object) -> TokenRequest:
+        """Validate everything; ``TypeError``/``ValueError`` name the argument to fix."""
+        if not isinstance(connector, str):
+            raise TypeError(f"connector must be a string like 'slack/acme', not {type(connector).__name__}")
+        if not connector.strip():
+            raise ValueError("connector must be a non-empty uid (e.g. 'slack/acme-slack') or id")
+        params = TokenParams.build(subject=subject, **options)
+        buffer = params.validity_buffer_ms
+        return cls(
+            connector, params, (connector, params.key),
+            DEFAULT_BUFFER_MS if buffer is None else buffer,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRef:
+    """Which connector issued a token: opaque ``id``, human ``uid`` and ``type``."""
+
+    id: str
+    uid: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """A provider token and what Connect says about it. ``repr`` hides the token."""
+
+    token: str = field(repr=False)
+    expires_at: int
+    connector: ConnectorRef
+    name: str | None = None
+    installation_id: str | None = None
+    tenant_id: str | None = None
+    external_subject: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    token_id: str | None = None
+    claims: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The response in Connect's camelCase wire shape (includes the token)."""
+        out: dict[str, Any] = {
+            "token": self.token,
+            "tokenId": self.token_id,
+            "expiresAt": self.expires_at,
+            "connector": {"id": self.connector.id, "uid": self.connector.uid,
+                          "type": self.connector.type},
+            "name": self.name,
+            "installationId": self.installation_id,
+            "tenantId": self.tenant_id,
+            "externalSubject": self.external_subject,
+            "metadata": dict(self.metadata) if self.metadata is not None else None,
+            "claims": dict(self.claims) if self.claims is not None else None,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _subject_key(subject: Subject) -> tuple[object, ...]:
+    wire = subject.to_wire()
+    return tuple(sorted((k, _canonical_json("", v)) for k, v in wire.items()))
+
+
+def _require_text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    return None if value is None else _require_text(name, value)
+
+
+def _string_list(name: str, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{name} must be a list of strings, not a single string: write {name}=[{value!r}]"
+        )
+    if not isinstance(value, Sequence | set | frozenset):
+        raise TypeError(f"{name} must be a list of strings, not {type(value).__name__}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"every entry of {name} must be a string, got {type(item).__name__}")
+        if not item:
+            raise ValueError(f"{name} contains an empty string")
+    return items
+
+
+def _authorization_details(value: object) -> tuple[Mapping[str, Any], ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping) or not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError("authorization_details must be a list of dicts, each with a 'type'")
+    out = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+            raise TypeError("each authorization_details entry must be a dict with a string 'type'")
+        _canonical_json("authorization_details", item)
+        out.append(dict(item))
+    return tuple(out)
+
+
+def _buffer(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"validity_buffer_ms must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"validity_buffer_ms must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _canonical_json(name: str, value: object) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name or 'value'} must be JSON-serializable: {exc}") from None

@@ -1,0 +1,152 @@
+"""Finding the caller's Vercel credential (decision 0.7).
+
+Order: explicit argument (call, then client) > request-scoped value (set by
+:func:`oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) >
+``VERCEL_OIDC_TOKEN`` > ``VERCEL_OIDC_TOKEN`` in the nearest ``.env.local``.
+The credential is never cached across lookups (it rotates on Vercel); only its
+digest and expiry are memoized, keyed by the token string itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import NamedTuple
+
+from ._errors import OidcTokenError
+
+__all__ = ["Credential", "oidc_token_scope", "parse_dotenv", "resolve_credential"]
+
+_ENV = "VERCEL_OIDC_TOKEN"
+_scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
+_facts: dict[str, tuple[str, float | None]] = {}
+_FACTS_MAX = 256
+_dotenv_cache: dict[Path, tuple[int, str | None]] = {}
+
+
+class Credential(NamedTuple):
+    """A Vercel credential and the digest that scopes cache entries to it."""
+
+    value: str
+    digest: str
+
+
+@contextlib.contextmanager
+def oidc_token_scope(token: str | None) -> Iterator[None]:
+    """Use ``token`` as the Vercel OIDC token for calls made inside this block.
+
+    Scoped to the current thread or task (a ``ContextVar``), as Vercel's runtime
+    scopes the ``x-vercel-oidc-token`` header to one incoming request.
+    """
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("the scoped OIDC token must be a non-empty string or None")
+    reset = _scoped.set(token)
+    try:
+        yield
+    finally:
+        _scoped.reset(reset)
+
+
+def resolve_credential(explicit: str | None, *, now: float) -> Credential:
+    """The credential to send, or :class:`OidcTokenError` saying how to get one."""
+    value, source = _lookup(explicit, fresh_file=False)
+    digest, exp = _facts_of(value)
+    if exp is not None and exp <= now:
+        if source in (_ENV, ".env.local"):
+            # The file may have been re-pulled, or the env var replaced: look once more.
+            value, source = _lookup(explicit, fresh_file=True)
+            digest, exp = _facts_of(value)
+        if exp is not None and exp <= now:
+            when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
+            raise OidcTokenError(
+                f"the Vercel OIDC token from {source} expired at {when}; "
+                "run `vercel env pull` to get a fresh one (development tokens last ~12 h)",
+                code="oidc_token_expired",
+            )
+    return Credential(value, digest)
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """Parse ``KEY=value`` lines as ``vercel env pull`` writes them (quotes, ``\\n`` escapes)."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = value.replace("\\n", "\n").replace("\\r", "\r").replace('\\"', '"')
+        out[key.strip()] = value
+    return out
+
+
+def _lookup(explicit: str | None, *, fresh_file: bool) -> tuple[str, str]:
+    if explicit is not None:
+        return explicit, "the vercel_token argument"
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped, "the x-vercel-oidc-token request header"
+    env = os.environ.get(_ENV)
+    if env:
+        return env, _ENV
+    found = _from_dotenv(Path.cwd(), fresh=fresh_file)
+    if found:
+        return found, ".env.local"
+    raise OidcTokenError(
+        "no Vercel OIDC token found: set VERCEL_OIDC_TOKEN, pass vercel_token=, "
+        "or run `vercel link` then `vercel env pull` to write it to .env.local",
+        code="oidc_token_missing",
+    )
+
+
+def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
+    for folder in (start, *start.parents):
+        path = folder / ".env.local"
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            continue
+        cached = _dotenv_cache.get(path)
+        if cached is None or cached[0] != stamp or fresh:
+            try:
+                value = parse_dotenv(path.read_text(encoding="utf-8")).get(_ENV) or None
+            except (OSError, UnicodeDecodeError):
+                value = None
+            cached = (stamp, value)
+            _dotenv_cache[path] = cached
+        return cached[1]
+    return None
+
+
+def _facts_of(token: str) -> tuple[str, float | None]:
+    """``(digest, exp)`` of a credential, memoized; ``exp`` is None for non-JWTs."""
+    facts = _facts.get(token)
+    if facts is None:
+        if len(_facts) >= _FACTS_MAX:
+            _facts.clear()
+        facts = (hashlib.sha256(token.encode()).hexdigest(), _jwt_exp(token))
+        _facts[token] = facts
+    return facts
+
+
+def _jwt_exp(token: str) -> float | None:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, Mapping) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

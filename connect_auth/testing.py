@@ -1,0 +1,523 @@
+"""A local Vercel Connect emulator for demos, tests and your own app's tests.
+
+::
+
+    from connect_auth.testing import ConnectEmulator
+
+    with ConnectEmulator() as emu:
+        client = ConnectClient(base_url=emu.url, vercel_token=emu.oidc_token())
+        client.get_token("slack/acme-slack", subject={"type": "app"})
+
+It is a real HTTP/1.1 server on loopback (keep-alive, one thread per
+connection) serving the Connect token, revoke and metadata endpoints, plus a
+fake provider API at ``/provider/{connector}/...`` that accepts only live tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import socket
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+from ._emulator_state import (
+    Call,
+    ConnectorSpec,
+    EmulatorState,
+    Fault,
+    Installation,
+    IssuedToken,
+    ProviderCall,
+    default_connectors,
+    load_connectors,
+)
+
+__all__ = [
+    "Call",
+    "ConnectEmulator",
+    "ConnectorSpec",
+    "Installation",
+    "IssuedToken",
+    "ProviderCall",
+]
+
+ISSUER = "https://oidc.vercel.com/connect-emulator"
+_KEY_LOCK = threading.Lock()
+_SHARED_KEY: RSAKey | None = None
+_TOKEN_PREFIX = "/v1/connect/token/"
+_CONNECTORS_PREFIX = "/v1/connect/connectors/"
+_PROVIDER_PREFIX = "/provider/"
+
+
+def _signing_key() -> RSAKey:
+    """One RSA key per process: generating one per emulator would slow every test."""
+    global _SHARED_KEY
+    with _KEY_LOCK:
+        if _SHARED_KEY is None:
+            _SHARED_KEY = RSAKey.generate_key(2048, private=True)
+        return _SHARED_KEY
+
+
+class ConnectEmulator:
+    """An in-process Vercel Connect API on loopback.
+
+    Args:
+        connectors: connector specs; by default the set from
+            :func:`default_connectors` (Slack, GitHub, Linear, Salesforce, each
+            showing a different rule).
+        host: interface to bind (loopback only).
+        port: 0 picks a free port.
+        project_id, owner_id, environment: the identity :meth:`oidc_token` mints by default.
+
+    Controls (all thread-safe): :meth:`revoke`, :meth:`expire_all`,
+    :meth:`fail_next`, :meth:`drop_next`, :meth:`stall_next`, :attr:`latency`,
+    :meth:`revoke_grant`; logs: :attr:`calls`, :attr:`provider_calls`.
+    """
+
+    def __init__(
+        self,
+        connectors: list[ConnectorSpec] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        project_id: str = "prj_emulator",
+        owner_id: str = "team_emulator",
+        environment: str = "development",
+    ) -> None:
+        self.project_id = project_id
+        self.owner_id = owner_id
+        self.environment = environment
+        self.state = EmulatorState(
+            connectors if connectors is not None else default_connectors(project_id)
+        )
+        self._key = _signing_key()
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> ConnectEmulator:
+        """An emulator configured from a ``.json`` or ``.toml`` file.
+
+        The file holds ``connectors`` (a list of :class:`ConnectorSpec` fields)
+        and optionally ``project_id``, ``owner_id`` and ``environment``.
+        """
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config must be an object/table")
+        unknown = set(data) - {"connectors", "project_id", "owner_id", "environment"}
+        if unknown:
+            raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}")
+        for name in ("project_id", "owner_id", "environment"):
+            if name in data:
+                kwargs.setdefault(name, data[name])
+        return cls(load_connectors(data), **kwargs)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> ConnectEmulator:
+        """Bind and serve from a background thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _Server((self._host, self._port), _Handler)
+        server.emulator = self
+        self._server = server
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="connect-emulator", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.close_all()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ConnectEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: call start() or use `with`")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL of the Connect API, e.g. ``http://127.0.0.1:53211``."""
+        return self.url_for(self._host)
+
+    def url_for(self, host: str) -> str:
+        """The base URL under another loopback name (``localhost``) for cross-origin tests."""
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    def provider_url(self, connector: str, path: str = "api", *, host: str | None = None) -> str:
+        """URL of the fake provider API for ``connector``."""
+        from urllib.parse import quote
+
+        base = self.url_for(host) if host else self.url
+        return f"{base}{_PROVIDER_PREFIX}{quote(connector, safe='')}/{path.lstrip('/')}"
+
+    # -- credentials ------------------------------------------------------------
+
+    def oidc_token(
+        self,
+        *,
+        project_id: str | None = None,
+        owner_id: str | None = None,
+        environment: str | None = None,
+        ttl: float = 3600.0,
+    ) -> str:
+        """Mint an RS256 Vercel OIDC token the emulator accepts (``ttl`` may be negative)."""
+        now = int(time.time())
+        owner = owner_id or self.owner_id
+        project = project_id or self.project_id
+        env = environment or self.environment
+        claims = {
+            "iss": ISSUER,
+            "sub": f"owner:{owner}:project:{project}:environment:{env}",
+            "aud": f"https://vercel.com/{owner}",
+            "owner_id": owner,
+            "project_id": project,
+            "environment": env,
+            "iat": now,
+            "exp": now + int(ttl),
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode({"alg": "RS256", "kid": "emulator"}, claims, self._key)
+
+    def verify_oidc(self, token: str) -> dict[str, Any] | None:
+        """The claims of a valid, unexpired token signed by this emulator, else None."""
+        try:
+            decoded = jwt.decode(token, self._key, algorithms=["RS256"])
+            jwt.JWTClaimsRegistry(
+                iss={"essential": True, "value": ISSUER},
+                exp={"essential": True},
+                project_id={"essential": True},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError, TypeError):
+            return None
+        return dict(decoded.claims)
+
+    def export_lines(self) -> list[str]:
+        """Shell lines that point an app at this emulator."""
+        return [
+            f"export CONNECT_AUTH_BASE_URL={self.url}",
+            f"export VERCEL_OIDC_TOKEN={self.oidc_token(ttl=12 * 3600)}",
+        ]
+
+    # -- controls -------------------------------------------------------------------
+
+    def add_connector(self, spec: ConnectorSpec) -> None:
+        """Add or replace a connector while running."""
+        self.state.add_connector(spec)
+
+    def revoke(self, token: str) -> bool:
+        """Revoke one issued token behind the app's back (the provider will answer 401)."""
+        return self.state.revoke(token)
+
+    def revoke_grant(self, connector: str, subject: Mapping[str, Any]) -> None:
+        """Revoke the grant of ``subject``: the next token call gets ``no_token``."""
+        self.state.revoke_grant(connector, subject)
+
+    def expire_all(self) -> int:
+        """Expire every issued token now."""
+        return self.state.expire_all()
+
+    def fail_next(self, n: int = 1, *, status: int = 503, retry_after: str | float | None = None) -> None:
+        """Answer the next ``n`` Connect API calls with ``status`` (and ``Retry-After``)."""
+        ra = None if retry_after is None else str(retry_after)
+        self.state.add_faults([Fault("status", status=status, retry_after=ra)] * n)
+
+    def drop_next(self, n: int = 1) -> None:
+        """Close the connection of the next ``n`` Connect API calls without answering."""
+        self.state.add_faults([Fault("drop")] * n)
+
+    def stall_next(self, n: int = 1, *, seconds: float = 30.0) -> None:
+        """Hold the next ``n`` Connect API calls for ``seconds``, then drop them."""
+        self.state.add_faults([Fault("stall", seconds=seconds)] * n)
+
+    @property
+    def latency(self) -> float:
+        """Seconds added before every Connect API answer."""
+        return self.state.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.state.latency = float(seconds)
+
+    def reset_faults(self) -> None:
+        """Forget queued faults and added latency."""
+        self.state.clear_faults()
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every Connect API call so far (a copy)."""
+        return list(self.state.calls)
+
+    def token_calls(self, connector: str | None = None) -> int:
+        """How many token calls reached the emulator (optionally for one connector)."""
+        return sum(
+            1 for c in self.state.calls
+            if c.endpoint == "token" and (connector is None or c.connector == connector)
+        )
+
+    @property
+    def provider_calls(self) -> list[ProviderCall]:
+        """Every request the fake provider saw (a copy)."""
+        return list(self.state.provider_calls)
+
+    def issued_tokens(self) -> list[IssuedToken]:
+        """Every token issued so far."""
+        return self.state.issued()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+    emulator: ConnectEmulator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        with self._open_lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up mid-request are part of the tests; stay quiet.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = 60
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    # -- routing ----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        body = self._read_body()
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith(_PROVIDER_PREFIX):
+            self._provider(emulator, path, parse_qs(parts.query), body)
+            return
+        route = self._connect_route(path)
+        if route is None:
+            self._send(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
+            return
+        endpoint, connector = route
+        self._connect(emulator, endpoint, connector, body)
+
+    def _connect_route(self, path: str) -> tuple[str, str] | None:
+        if self.command == "POST" and path.startswith(_TOKEN_PREFIX):
+            segment = path[len(_TOKEN_PREFIX):]
+            return ("token", unquote(segment)) if "/" not in segment else None
+        if path.startswith(_CONNECTORS_PREFIX):
+            rest = path[len(_CONNECTORS_PREFIX):]
+            if self.command == "DELETE" and rest.endswith("/tokens") and rest.count("/") == 1:
+                return "revoke", unquote(rest[: -len("/tokens")])
+            if self.command == "GET" and "/" not in rest:
+                return "metadata", unquote(rest)
+        return None
+
+    def _connect(self, emulator: ConnectEmulator, endpoint: str, connector: str, body: bytes) -> None:
+        state = emulator.state
+        fault = state.next_fault()
+        if state.latency:
+            emulator._stopping.wait(state.latency)
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError:
+            params = None
+        auth = self.headers.get("Authorization", "")
+        identity = emulator.verify_oidc(auth[7:]) if auth.startswith("Bearer ") else None
+        subject = params.get("subject") if isinstance(params, dict) else None
+
+        def log(status: int | None, fault_name: str | None = None) -> None:
+            state.log_call(Call(endpoint, connector, subject,
+                                params if isinstance(params, dict) else {},
+                                _public_identity(identity), status, fault_name, time.time()))
+
+        if fault is not None:
+            log(fault.status if fault.kind == "status" else None, fault.kind)
+            if fault.kind == "status":
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                self._send(fault.status, {"error": {"code": "server_error" if fault.status >= 500
+                                                    else "rate_limited",
+                                                    "message": "injected fault"}}, headers)
+            else:
+                if fault.kind == "stall":
+                    emulator._stopping.wait(fault.seconds)
+                self._drop()
+            return
+        if identity is None:
+            status, answer = 401, {"error": {"code": "unauthorized", "message":
+                                   "Missing, malformed, badly signed or expired OIDC token"}}
+        elif not isinstance(params, dict):
+            status, answer = 400, {"error": {"code": "bad_request", "message": "body is not JSON"}}
+        elif endpoint == "token":
+            status, answer = state.issue(connector, params, identity)
+        elif endpoint == "revoke":
+            status, answer = state.revoke_tokens(connector, params, identity)
+        else:
+            status, answer = state.metadata(connector, identity)
+        log(status)
+        self._send(status, answer)
+
+    def _provider(
+        self, emulator: ConnectEmulator, path: str, query: dict[str, list[str]], body: bytes
+    ) -> None:
+        state = emulator.state
+        rest = path[len(_PROVIDER_PREFIX):]
+        connector = unquote(rest.split("/", 1)[0])
+        auth = self.headers.get("Authorization")
+        token = auth[7:] if auth and auth.startswith("Bearer ") else None
+        digest = hashlib.sha256(body).hexdigest()
+        redirect = query.get("redirect", [None])[0]
+        forced = query.get("status", [None])[0]
+        if redirect:
+            token_state, token_id = "ignored", None
+            status, answer, headers = 307, {"redirect": redirect}, {"Location": redirect}
+        else:
+            token_state, token_id = state.check_provider_token(connector, token)
+            headers = {}
+            if forced:
+                status = int(forced)
+            elif token_state == "live":
+                status = 200
+            elif query.get("style", [""])[0] == "slack":
+                status = 200
+            else:
+                status = 401
+                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            answer = {
+                "ok": status == 200 and token_state == "live",
+                "method": self.command, "path": path,
+                "headers": sorted(k.lower() for k in self.headers),
+                "bodyLength": len(body), "bodySha256": digest, "tokenState": token_state,
+            }
+            if not answer["ok"] and query.get("style", [""])[0] == "slack":
+                answer["error"] = "invalid_auth"
+        state.log_provider(ProviderCall(
+            host=self.headers.get("Host", ""), method=self.command, path=path,
+            had_authorization=auth is not None, token_state=token_state, token_id=token_id,
+            body_length=len(body), body_sha256=digest, status=status,
+        ))
+        self._send(status, answer, headers)
+
+    # -- I/O helpers ------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, payload: Mapping[str, Any],
+              headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-vercel-id", "emu1::" + secrets.token_hex(6))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _public_identity(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if claims is None:
+        return None
+    return {k: claims.get(k) for k in ("owner_id", "project_id", "environment", "sub")}
+
