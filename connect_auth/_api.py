@@ -82,22 +82,29 @@ async def aget_token_response(
 
 
 def revoke_token(
-    connector: str, *, subject: SubjectLike, installation_id: str | None = None,
+    connector: str,
+    *,
+    subject: SubjectLike,
+    installation_id: str | None = None,
     vercel_token: str | None = None,
 ) -> None:
     """Revoke a subject's tokens and evict them (see :meth:`ConnectClient.revoke_token`)."""
-    default_client().revoke_token(connector, subject=subject, installation_id=installation_id,
-                                  vercel_token=vercel_token)
+    default_client().revoke_token(
+        connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
+    )
 
 
 async def arevoke_token(
-    connector: str, *, subject: SubjectLike, installation_id: str | None = None,
+    connector: str,
+    *,
+    subject: SubjectLike,
+    installation_id: str | None = None,
     vercel_token: str | None = None,
 ) -> None:
     """Async :func:`revoke_token`."""
-    await default_client().arevoke_token(connector, subject=subject,
-                                         installation_id=installation_id,
-                                         vercel_token=vercel_token)
+    await default_client().arevoke_token(
+        connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
+    )
 
 
 def delete_token_cache_entry(

@@ -178,8 +178,11 @@ class ConnectClient:
             self._cache.delete_where(
                 lambda k: _key_connector(k) == connector and _key_subject(k) == subject_key
             )
-        log.debug("connect_auth: revoked tokens of a %s subject for %s",
-                  type(request.params.subject).__name__, connector)
+        log.debug(
+            "connect_auth: revoked tokens of a %s subject for %s",
+            type(request.params.subject).__name__,
+            connector,
+        )
 
     async def arevoke_token(
         self,
@@ -193,8 +196,12 @@ class ConnectClient:
         coerce_subject(subject)  # fail fast, in the caller's task
 
         def revoke() -> None:
-            self.revoke_token(connector, subject=subject, installation_id=installation_id,
-                              vercel_token=vercel_token)
+            self.revoke_token(
+                connector,
+                subject=subject,
+                installation_id=installation_id,
+                vercel_token=vercel_token,
+            )
 
         await anyio.to_thread.run_sync(revoke)
 
@@ -228,7 +235,9 @@ class ConnectClient:
             self._executor().submit(self._run_flight, flight, key, request, cred)
         return await wait_async(flight)
 
-    def invalidate(self, request: TokenRequest, token: str, vercel_token: str | None = None) -> bool:
+    def invalidate(
+        self, request: TokenRequest, token: str, vercel_token: str | None = None
+    ) -> bool:
         """Drop the cached entry for ``request`` only if it still holds ``token``.
 
         Used after a provider 401: concurrent failures of one token cost one
@@ -267,7 +276,9 @@ class ConnectClient:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
@@ -303,7 +314,10 @@ class ConnectClient:
             return None, flight, True
 
     def _run_flight(
-        self, flight: Future[TokenResponse], key: CacheKey, request: TokenRequest,
+        self,
+        flight: Future[TokenResponse],
+        key: CacheKey,
+        request: TokenRequest,
         cred: Credential,
     ) -> None:
         try:
@@ -325,13 +339,22 @@ class ConnectClient:
     def _fetch(self, request: TokenRequest, cred: Credential) -> TokenResponse:
         url = self.base_url + connector_path("/v1/connect/token/", request.connector)
         log.debug("connect_auth: fetching a token for %s", request.connector)
-        response = self._call("POST", url, request.params.to_wire(), cred, _parse_token)
-        log.debug("connect_auth: got a token for %s expiring at %d",
-                  request.connector, response.expires_at)
+        response: TokenResponse = self._call(
+            "POST", url, request.params.to_wire(), cred, _parse_token
+        )
+        log.debug(
+            "connect_auth: got a token for %s expiring at %d",
+            request.connector,
+            response.expires_at,
+        )
         return response
 
     def _call(
-        self, method: str, url: str, body: dict[str, Any], cred: Credential,
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any],
+        cred: Credential,
         on_success: Callable[[httpx.Response], Any],
     ) -> Any:
         content = json.dumps(body, separators=(",", ":")).encode()
@@ -345,28 +368,37 @@ class ConnectClient:
             if seconds_left <= 0:
                 raise TransientFailure("the retry deadline passed")
             try:
-                r = http.request(method, url, content=content, headers=headers,
-                                 timeout=min(self._timeout, seconds_left))
+                r = http.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    timeout=min(self._timeout, seconds_left),
+                )
             except httpx.TimeoutException as exc:
                 log.debug("connect_auth: %s %s timed out", method, _path(url))
                 raise TransientFailure(f"timed out ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
-                log.debug("connect_auth: %s %s failed: %s", method, _path(url),
-                          type(exc).__name__)
+                log.debug("connect_auth: %s %s failed: %s", method, _path(url), type(exc).__name__)
                 raise TransientFailure(f"network error ({type(exc).__name__})") from exc
             request_id = r.headers.get("x-vercel-id")
             if 200 <= r.status_code < 300:
                 return on_success(r)
             if r.status_code in TRANSIENT_STATUSES:
-                log.debug("connect_auth: %s %s answered %d, will retry", method, _path(url),
-                          r.status_code)
+                log.debug(
+                    "connect_auth: %s %s answered %d, will retry", method, _path(url), r.status_code
+                )
                 raise TransientFailure(
                     f"HTTP {r.status_code} {r.reason_phrase}".strip(),
-                    status=r.status_code, request_id=request_id,
+                    status=r.status_code,
+                    request_id=request_id,
                     retry_after=parse_retry_after(r.headers.get("retry-after")),
                 )
             raise error_from_response(
-                r.status_code, r.reason_phrase, r.content, request_id=request_id,
+                r.status_code,
+                r.reason_phrase,
+                r.content,
+                request_id=request_id,
                 fallback="Failed to get token" if method == "POST" else "Failed to revoke token",
             )
 
@@ -425,4 +457,3 @@ def _key_subject(key: CacheKey) -> object:
 
 def _path(url: str) -> str:
     return httpx.URL(url).path
-

@@ -11,9 +11,7 @@ __all__ = ["DEFAULT_BASE_URL", "is_loopback_host", "resolve_base_url"]
 DEFAULT_BASE_URL = "https://api.vercel.com"
 
 
-def resolve_base_url(
-    base_url: str | None, region: str | None, env: Mapping[str, str]
-) -> str:
+def resolve_base_url(base_url: str | None, region: str | None, env: Mapping[str, str]) -> str:
     """Explicit ``base_url`` > ``CONNECT_AUTH_BASE_URL`` > ``region`` > ``VERCEL_REGION``.
 
     Plain ``http://`` is accepted only for loopback hosts, so a typo can never
@@ -34,9 +32,7 @@ def resolve_base_url(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"base_url {chosen!r} must be an absolute http(s) URL")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError(
-            f"base_url {chosen!r} uses plain http on a non-loopback host; use https"
-        )
+        raise ValueError(f"base_url {chosen!r} uses plain http on a non-loopback host; use https")
     if parts.query or parts.fragment:
         raise ValueError(f"base_url {chosen!r} must not carry a query or fragment")
     return chosen.rstrip("/")

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "Call", "ConnectorSpec", "EmulatorState", "Fault", "Installation", "IssuedToken",
-    "ProviderCall", "default_connectors", "load_connectors",
+    "Call",
+    "ConnectorSpec",
+    "EmulatorState",
+    "Fault",
+    "Installation",
+    "IssuedToken",
+    "ProviderCall",
+    "default_connectors",
+    "load_connectors",
 ]
 
 Answer = tuple[int, dict[str, Any]]
@@ -125,31 +132,59 @@ def default_connectors(project_id: str) -> list[ConnectorSpec]:
     every_env = {project_id: ["production", "preview", "development"]}
     return [
         ConnectorSpec(
-            uid="slack/acme-slack", id="scl_acmeslack", type="slack", name="Acme Slack",
+            uid="slack/acme-slack",
+            id="scl_acmeslack",
+            type="slack",
+            name="Acme Slack",
             installations=[Installation("inst_acme", "Acme workspace", "T0ACME")],
-            default_installation="inst_acme", users={"u_alice", "u_bob"}, links=every_env,
+            default_installation="inst_acme",
+            users={"u_alice", "u_bob"},
+            links=every_env,
             metadata={"botUserId": "B0EMU"},
         ),
         ConnectorSpec(
-            uid="github/acme-github", id="scl_acmegithub", type="github", name="Acme GitHub",
-            installations=[Installation("inst_gh_1", "acme-org", "1001"),
-                           Installation("inst_gh_2", "acme-labs", "1002")],
-            requires_installation=True, users={"u_alice"}, links=every_env,
+            uid="github/acme-github",
+            id="scl_acmegithub",
+            type="github",
+            name="Acme GitHub",
+            installations=[
+                Installation("inst_gh_1", "acme-org", "1001"),
+                Installation("inst_gh_2", "acme-labs", "1002"),
+            ],
+            requires_installation=True,
+            users={"u_alice"},
+            links=every_env,
         ),
         ConnectorSpec(
-            uid="linear/acme-linear", id="scl_acmelinear", type="oauth", name="Acme Linear",
-            users={"u_alice"}, links={project_id: ["production"]},
+            uid="linear/acme-linear",
+            id="scl_acmelinear",
+            type="oauth",
+            name="Acme Linear",
+            users={"u_alice"},
+            links={project_id: ["production"]},
         ),
         ConnectorSpec(
-            uid="salesforce/acme-sf", id="scl_acmesf", type="salesforce", name="Acme SF",
+            uid="salesforce/acme-sf",
+            id="scl_acmesf",
+            type="salesforce",
+            name="Acme SF",
             links={"prj_someone_else": ["production"]},
         ),
     ]
 
 
 _SPEC_KEYS = {
-    "uid", "id", "type", "name", "installations", "default_installation",
-    "requires_installation", "users", "links", "token_ttl", "metadata",
+    "uid",
+    "id",
+    "type",
+    "name",
+    "installations",
+    "default_installation",
+    "requires_installation",
+    "users",
+    "links",
+    "token_ttl",
+    "metadata",
 }
 
 
@@ -164,8 +199,10 @@ def load_connectors(data: Mapping[str, Any]) -> list[ConnectorSpec]:
             raise ValueError("each connector in the config must be a table/object")
         unknown = set(item) - _SPEC_KEYS
         if unknown:
-            raise ValueError(f"connector {item.get('uid')!r}: unknown keys {sorted(unknown)}; "
-                             f"allowed: {sorted(_SPEC_KEYS)}")
+            raise ValueError(
+                f"connector {item.get('uid')!r}: unknown keys {sorted(unknown)}; "
+                f"allowed: {sorted(_SPEC_KEYS)}"
+            )
         fields = dict(item)
         fields["installations"] = [
             Installation(i["id"], i.get("name"), i.get("tenant_id"))
@@ -266,19 +303,32 @@ class EmulatorState:
             inst_id = body.get("installationId")
             kind = subject["type"]
             if kind == "user" and subject.get("id") not in spec.users:
-                return _error(401, "user_authorization_required",
-                              f"User {subject.get('id')!r} has not authorized {spec.uid}")
+                return _error(
+                    401,
+                    "user_authorization_required",
+                    f"User {subject.get('id')!r} has not authorized {spec.uid}",
+                )
             if inst_id is None:
                 inst_id = spec.default_installation
                 if inst_id is None and spec.requires_installation:
-                    return _error(422, "connector_installation_required",
-                                  f"{spec.uid} needs an installationId; none is the default")
+                    return _error(
+                        422,
+                        "connector_installation_required",
+                        f"{spec.uid} needs an installationId; none is the default",
+                    )
             elif inst_id != "*" and inst_id not in {i.id for i in spec.installations}:
-                return _error(422, "connector_installation_required",
-                              f"{spec.uid} has no installation {inst_id!r}")
+                return _error(
+                    422,
+                    "connector_installation_required",
+                    f"{spec.uid} has no installation {inst_id!r}",
+                )
             if (spec.uid, _subject_id(subject)) in self._revoked_grants:
-                return _error(410, "no_token", f"The grant for this subject on {spec.uid} "
-                              "was revoked at the provider; authorize again")
+                return _error(
+                    410,
+                    "no_token",
+                    f"The grant for this subject on {spec.uid} "
+                    "was revoked at the provider; authorize again",
+                )
             return 200, self._mint(spec, subject, inst_id)
 
     def revoke_tokens(
@@ -292,21 +342,29 @@ class EmulatorState:
                 return refused
             assert spec is not None
             subject = body.get("subject")
-            if subject is not None and not (isinstance(subject, dict)
-                                            and isinstance(subject.get("type"), str)):
+            if subject is not None and not (
+                isinstance(subject, dict) and isinstance(subject.get("type"), str)
+            ):
                 return _error(400, "bad_request", "subject must be an object with a type")
             inst = body.get("installationId")
             found = [
-                t for t in self._tokens.values()
-                if t.connector == spec.uid and not t.revoked
+                t
+                for t in self._tokens.values()
+                if t.connector == spec.uid
+                and not t.revoked
                 and (subject is None or _subject_id(t.subject) == _subject_id(subject))
                 and (inst is None or t.installation_id == inst)
             ]
             for t in found:
                 t.revoked = True
             n = len(found)
-            return 200, {"tokensFound": n, "deleted": n, "providerRevoked": n,
-                         "providerSkipped": 0, "providerFailed": 0}
+            return 200, {
+                "tokensFound": n,
+                "deleted": n,
+                "providerRevoked": n,
+                "providerSkipped": 0,
+                "providerFailed": 0,
+            }
 
     def metadata(self, connector: str, identity: Mapping[str, Any]) -> Answer:
         """``GET /v1/connect/connectors/{connector}``."""
@@ -316,9 +374,17 @@ class EmulatorState:
             if refused is not None:
                 return refused
             assert spec is not None
-            return 200, {"id": spec.id, "uid": spec.uid, "name": spec.name, "type": spec.type,
-                         "service": spec.type, "createdAt": 0, "updatedAt": 0, "data": {},
-                         "supportsRevocation": True}
+            return 200, {
+                "id": spec.id,
+                "uid": spec.uid,
+                "name": spec.name,
+                "type": spec.type,
+                "service": spec.type,
+                "createdAt": 0,
+                "updatedAt": 0,
+                "data": {},
+                "supportsRevocation": True,
+            }
 
     # -- the fake provider ----------------------------------------------------
 
@@ -361,25 +427,38 @@ class EmulatorState:
         if envs is None:
             return _error(403, "forbidden", f"Connector {spec.uid} is not linked to this project")
         if identity.get("environment") not in envs:
-            return _error(403, "forbidden", f"Connector {spec.uid} is not enabled for the "
-                          f"{identity.get('environment')!r} environment of this project")
+            return _error(
+                403,
+                "forbidden",
+                f"Connector {spec.uid} is not enabled for the "
+                f"{identity.get('environment')!r} environment of this project",
+            )
         return None
 
-    def _mint(self, spec: ConnectorSpec, subject: dict[str, Any], inst_id: str | None) -> dict[str, Any]:
+    def _mint(
+        self, spec: ConnectorSpec, subject: dict[str, Any], inst_id: str | None
+    ) -> dict[str, Any]:
         token = f"emu_{spec.type}_{secrets.token_urlsafe(24)}"
         issued = IssuedToken(
-            token=token, token_id="stk_" + secrets.token_hex(8), connector=spec.uid,
-            subject=dict(subject), installation_id=inst_id,
+            token=token,
+            token_id="stk_" + secrets.token_hex(8),
+            connector=spec.uid,
+            subject=dict(subject),
+            installation_id=inst_id,
             expires_at_ms=int((self._clock() + spec.token_ttl) * 1000),
         )
         self._tokens[token] = issued
         inst = next((i for i in spec.installations if i.id == inst_id), None)
         out: dict[str, Any] = {
-            "token": token, "tokenId": issued.token_id, "expiresAt": issued.expires_at_ms,
+            "token": token,
+            "tokenId": issued.token_id,
+            "expiresAt": issued.expires_at_ms,
             "connector": {"id": spec.id, "uid": spec.uid, "type": spec.type},
             "name": inst.name if inst and inst.name else spec.name,
-            "installationId": inst_id, "tenantId": inst.tenant_id if inst else None,
-            "externalSubject": _subject_id(subject), "metadata": dict(spec.metadata) or None,
+            "installationId": inst_id,
+            "tenantId": inst.tenant_id if inst else None,
+            "externalSubject": _subject_id(subject),
+            "metadata": dict(spec.metadata) or None,
         }
         if subject["type"] == "user":
             out["claims"] = {"email": f"{subject['id']}@example.com"}
@@ -397,8 +476,9 @@ def _check_body(body: Mapping[str, Any]) -> Answer | None:
         return _error(400, "bad_request", f"a {subject['type']} subject needs '{required}'")
     for name in ("audience", "scopes", "resources"):
         value = body.get(name)
-        if value is not None and not (isinstance(value, list)
-                                      and all(isinstance(v, str) for v in value)):
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
             return _error(400, "bad_request", f"{name} must be an array of strings")
     return None
 

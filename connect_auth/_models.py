@@ -115,7 +115,12 @@ _SUBJECT_FIELDS: dict[str, dict[str, str]] = {
     # wire name -> Python field name, per subject type
     "app": {},
     "user": {"id": "id", "issuer": "issuer"},
-    "jwt-bearer": {"sub": "sub", "iss": "iss", "aud": "aud", "additionalClaims": "additional_claims"},
+    "jwt-bearer": {
+        "sub": "sub",
+        "iss": "iss",
+        "aud": "aud",
+        "additionalClaims": "additional_claims",
+    },
     "token": {"token": "token"},
 }
 _SUBJECT_CLASSES: dict[str, type[Subject]] = {
@@ -249,13 +254,17 @@ class TokenRequest:
     def build(cls, connector: object, *, subject: object, **options: object) -> TokenRequest:
         """Validate everything; ``TypeError``/``ValueError`` name the argument to fix."""
         if not isinstance(connector, str):
-            raise TypeError(f"connector must be a string like 'slack/acme', not {type(connector).__name__}")
+            raise TypeError(
+                f"connector must be a string like 'slack/acme', not {type(connector).__name__}"
+            )
         if not connector.strip():
             raise ValueError("connector must be a non-empty uid (e.g. 'slack/acme-slack') or id")
         params = TokenParams.build(subject=subject, **options)
         buffer = params.validity_buffer_ms
         return cls(
-            connector, params, (connector, params.key),
+            connector,
+            params,
+            (connector, params.key),
             DEFAULT_BUFFER_MS if buffer is None else buffer,
         )
 
@@ -290,8 +299,11 @@ class TokenResponse:
             "token": self.token,
             "tokenId": self.token_id,
             "expiresAt": self.expires_at,
-            "connector": {"id": self.connector.id, "uid": self.connector.uid,
-                          "type": self.connector.type},
+            "connector": {
+                "id": self.connector.id,
+                "uid": self.connector.uid,
+                "type": self.connector.type,
+            },
             "name": self.name,
             "installationId": self.installation_id,
             "tenantId": self.tenant_id,

@@ -67,7 +67,9 @@ def parse_token_response(body: bytes, *, request_id: str | None = None) -> Token
     def bad(why: str) -> ConnectResponseError:
         return ConnectResponseError(
             f"Connect returned an invalid token response: {why}",
-            code="invalid_response", status=200, request_id=request_id,
+            code="invalid_response",
+            status=200,
+            request_id=request_id,
         )
 
     try:
@@ -145,8 +147,12 @@ def error_from_response(
             parts.append(f"- {_shorten(text)}")
         message = " ".join(p for p in parts if p)
     return cls(
-        message, code=code, status=status, status_text=status_text,
-        vendor=vendor, request_id=request_id,
+        message,
+        code=code,
+        status=status,
+        status_text=status_text,
+        vendor=vendor,
+        request_id=request_id,
     )
 
 

@@ -21,8 +21,12 @@ class TransientFailure(Exception):
     """One attempt failed in a way worth retrying (raised inside the retry loop only)."""
 
     def __init__(
-        self, description: str, *, status: int | None = None,
-        retry_after: float | None = None, request_id: str | None = None,
+        self,
+        description: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(description)
         self.description = description
@@ -68,8 +72,8 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
-        return ceiling * jitter
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        return float(ceiling * jitter)
 
 
 class _Wait(tenacity.wait.wait_base):

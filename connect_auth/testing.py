@@ -141,8 +141,10 @@ class ConnectEmulator:
         self._server = server
         self._stopping.clear()
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="connect-emulator", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="connect-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -255,7 +257,9 @@ class ConnectEmulator:
         """Expire every issued token now."""
         return self.state.expire_all()
 
-    def fail_next(self, n: int = 1, *, status: int = 503, retry_after: str | float | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, *, status: int = 503, retry_after: str | float | None = None
+    ) -> None:
         """Answer the next ``n`` Connect API calls with ``status`` (and ``Retry-After``)."""
         ra = None if retry_after is None else str(retry_after)
         self.state.add_faults([Fault("status", status=status, retry_after=ra)] * n)
@@ -289,7 +293,8 @@ class ConnectEmulator:
     def token_calls(self, connector: str | None = None) -> int:
         """How many token calls reached the emulator (optionally for one connector)."""
         return sum(
-            1 for c in self.state.calls
+            1
+            for c in self.state.calls
             if c.endpoint == "token" and (connector is None or c.connector == connector)
         )
 
@@ -384,17 +389,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _connect_route(self, path: str) -> tuple[str, str] | None:
         if self.command == "POST" and path.startswith(_TOKEN_PREFIX):
-            segment = path[len(_TOKEN_PREFIX):]
+            segment = path[len(_TOKEN_PREFIX) :]
             return ("token", unquote(segment)) if "/" not in segment else None
         if path.startswith(_CONNECTORS_PREFIX):
-            rest = path[len(_CONNECTORS_PREFIX):]
+            rest = path[len(_CONNECTORS_PREFIX) :]
             if self.command == "DELETE" and rest.endswith("/tokens") and rest.count("/") == 1:
                 return "revoke", unquote(rest[: -len("/tokens")])
             if self.command == "GET" and "/" not in rest:
                 return "metadata", unquote(rest)
         return None
 
-    def _connect(self, emulator: ConnectEmulator, endpoint: str, connector: str, body: bytes) -> None:
+    def _connect(
+        self, emulator: ConnectEmulator, endpoint: str, connector: str, body: bytes
+    ) -> None:
         state = emulator.state
         fault = state.next_fault()
         if state.latency:
@@ -408,25 +415,48 @@ class _Handler(BaseHTTPRequestHandler):
         subject = params.get("subject") if isinstance(params, dict) else None
 
         def log(status: int | None, fault_name: str | None = None) -> None:
-            state.log_call(Call(endpoint, connector, subject,
-                                params if isinstance(params, dict) else {},
-                                _public_identity(identity), status, fault_name, time.time()))
+            state.log_call(
+                Call(
+                    endpoint,
+                    connector,
+                    subject,
+                    params if isinstance(params, dict) else {},
+                    _public_identity(identity),
+                    status,
+                    fault_name,
+                    time.time(),
+                )
+            )
 
         if fault is not None:
             log(fault.status if fault.kind == "status" else None, fault.kind)
             if fault.kind == "status":
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                self._send(fault.status, {"error": {"code": "server_error" if fault.status >= 500
-                                                    else "rate_limited",
-                                                    "message": "injected fault"}}, headers)
+                self._send(
+                    fault.status,
+                    {
+                        "error": {
+                            "code": "server_error" if fault.status >= 500 else "rate_limited",
+                            "message": "injected fault",
+                        }
+                    },
+                    headers,
+                )
             else:
                 if fault.kind == "stall":
                     emulator._stopping.wait(fault.seconds)
                 self._drop()
             return
         if identity is None:
-            status, answer = 401, {"error": {"code": "unauthorized", "message":
-                                   "Missing, malformed, badly signed or expired OIDC token"}}
+            status, answer = (
+                401,
+                {
+                    "error": {
+                        "code": "unauthorized",
+                        "message": "Missing, malformed, badly signed or expired OIDC token",
+                    }
+                },
+            )
         elif not isinstance(params, dict):
             status, answer = 400, {"error": {"code": "bad_request", "message": "body is not JSON"}}
         elif endpoint == "token":
@@ -442,41 +472,52 @@ class _Handler(BaseHTTPRequestHandler):
         self, emulator: ConnectEmulator, path: str, query: dict[str, list[str]], body: bytes
     ) -> None:
         state = emulator.state
-        rest = path[len(_PROVIDER_PREFIX):]
+        rest = path[len(_PROVIDER_PREFIX) :]
         connector = unquote(rest.split("/", 1)[0])
         auth = self.headers.get("Authorization")
         token = auth[7:] if auth and auth.startswith("Bearer ") else None
         digest = hashlib.sha256(body).hexdigest()
         redirect = query.get("redirect", [None])[0]
         forced = query.get("status", [None])[0]
+        headers: dict[str, str] = {}
+        answer: dict[str, Any]
         if redirect:
             token_state, token_id = "ignored", None
-            status, answer, headers = 307, {"redirect": redirect}, {"Location": redirect}
+            status, answer = 307, {"redirect": redirect}
+            headers["Location"] = redirect
         else:
             token_state, token_id = state.check_provider_token(connector, token)
-            headers = {}
             if forced:
                 status = int(forced)
-            elif token_state == "live":
-                status = 200
-            elif query.get("style", [""])[0] == "slack":
+            elif token_state == "live" or query.get("style", [""])[0] == "slack":
                 status = 200
             else:
                 status = 401
                 headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             answer = {
                 "ok": status == 200 and token_state == "live",
-                "method": self.command, "path": path,
+                "method": self.command,
+                "path": path,
                 "headers": sorted(k.lower() for k in self.headers),
-                "bodyLength": len(body), "bodySha256": digest, "tokenState": token_state,
+                "bodyLength": len(body),
+                "bodySha256": digest,
+                "tokenState": token_state,
             }
             if not answer["ok"] and query.get("style", [""])[0] == "slack":
                 answer["error"] = "invalid_auth"
-        state.log_provider(ProviderCall(
-            host=self.headers.get("Host", ""), method=self.command, path=path,
-            had_authorization=auth is not None, token_state=token_state, token_id=token_id,
-            body_length=len(body), body_sha256=digest, status=status,
-        ))
+        state.log_provider(
+            ProviderCall(
+                host=self.headers.get("Host", ""),
+                method=self.command,
+                path=path,
+                had_authorization=auth is not None,
+                token_state=token_state,
+                token_id=token_id,
+                body_length=len(body),
+                body_sha256=digest,
+                status=status,
+            )
+        )
         self._send(status, answer, headers)
 
     # -- I/O helpers ------------------------------------------------------------------
@@ -497,8 +538,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, payload: Mapping[str, Any],
-              headers: Mapping[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -520,4 +562,3 @@ def _public_identity(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if claims is None:
         return None
     return {k: claims.get(k) for k in ("owner_id", "project_id", "environment", "sub")}
-

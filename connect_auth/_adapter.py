@@ -1,0 +1,286 @@
+"""What every ConnectAuth adapter shares: settings, the refresh rule, body replay.
+
+The HTTP-library modules (:mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`,
+:mod:`connect_auth.requests`) only wire these into their library's hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ._api import default_client
+from ._client import ConnectClient
+from ._models import SubjectLike, TokenRequest, coerce_subject
+
+__all__ = ["ConnectAuthBase", "HttpxFlow", "Rewind", "origin_of", "rewinder"]
+
+log = logging.getLogger("connect_auth")
+
+#: Decides from ``(status, body)`` that a response means "bad token" (opt-in).
+RefreshPredicate = Callable[[int, bytes], bool]
+#: Puts a request body back where it started; ``None`` when it cannot be resent.
+Rewind = Callable[[], None]
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with default ports made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def rewinder(body: object) -> Rewind | None:
+    """How to resend ``body`` byte for byte, or ``None`` for a one-shot stream.
+
+    Bytes and str are resent as they are; a seekable file is rewound to the
+    position it had now (call this before the first send); anything else
+    (generators, iterators, async iterators, pipes) cannot be replayed.
+    """
+    if body is None or isinstance(body, bytes | bytearray | str | memoryview):
+        return _nothing
+    seekable = getattr(body, "seekable", None)
+    if callable(seekable) and hasattr(body, "tell") and hasattr(body, "seek"):
+        try:
+            if seekable():
+                start = body.tell()
+                return lambda: body.seek(start)
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+class ConnectAuthBase:
+    """Settings and decisions shared by the httpx, httpx2 and requests ``ConnectAuth``.
+
+    Args:
+        connector: the connector uid (``"slack/acme-slack"``) or id.
+        subject: who the token represents (a subject class or a TS-style dict).
+        installation_id, audience, scopes, resources, authorization_details,
+            validity_buffer_ms, vercel_token: as for :func:`connect_auth.get_token`.
+        client: the :class:`~connect_auth.ConnectClient` to use; by default the
+            process-wide one, so adapters and ``get_token`` share tokens.
+        refresh_on: statuses that mean "this token was refused".
+        hosts: if given, only requests to these host names get a token.
+        refresh_if: opt-in ``(status, body) -> bool`` for providers that report a
+            bad token in a 2xx body (see :func:`connect_auth.slack_invalid_auth`);
+            the body is read only when this is set.
+    """
+
+    def __init__(
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[dict[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: str | None = None,
+        client: ConnectClient | None = None,
+        refresh_on: Iterable[int] = (401,),
+        hosts: Iterable[str] | None = None,
+        refresh_if: RefreshPredicate | None = None,
+    ) -> None:
+        # Built once: the cache-hit path only adds the credential digest.
+        self.request = TokenRequest.build(
+            connector,
+            subject=coerce_subject(subject),
+            installation_id=installation_id,
+            audience=audience,
+            scopes=scopes,
+            resources=resources,
+            authorization_details=authorization_details,
+            validity_buffer_ms=validity_buffer_ms,
+        )
+        if vercel_token is not None and (not isinstance(vercel_token, str) or not vercel_token):
+            raise ValueError("vercel_token must be a non-empty string or None")
+        if client is not None and not isinstance(client, ConnectClient):
+            raise TypeError("client must be a connect_auth.ConnectClient or None")
+        if isinstance(refresh_on, int | str):
+            raise TypeError("refresh_on must be a collection of status codes, e.g. (401,)")
+        codes = frozenset(refresh_on)
+        if not all(
+            isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
+        ):
+            raise ValueError("refresh_on must hold HTTP status codes between 100 and 599")
+        if isinstance(hosts, str):
+            raise TypeError(f"hosts must be a collection of host names: write hosts=[{hosts!r}]")
+        if hosts is not None:
+            hosts = frozenset(h.lower() for h in hosts)
+            if not hosts or not all(isinstance(h, str) and h for h in hosts):
+                raise ValueError("hosts must be a non-empty collection of host names")
+        if refresh_if is not None and not callable(refresh_if):
+            raise TypeError("refresh_if must be a callable (status, body) -> bool")
+        self.vercel_token = vercel_token
+        self._client = client
+        self.refresh_on = codes
+        self.hosts: frozenset[str] | None = hosts
+        self.refresh_if = refresh_if
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectAuth(connector={self.request.connector!r}, "
+            f"subject={type(self.request.params.subject).__name__})"
+        )
+
+    @property
+    def client(self) -> ConnectClient:
+        """The client serving tokens (the process-wide default unless one was given)."""
+        return self._client if self._client is not None else default_client()
+
+    def applies_to(self, host: str) -> bool:
+        """Whether requests to ``host`` get a token (``hosts=`` allow-list)."""
+        return self.hosts is None or host.lower() in self.hosts
+
+    def token(self) -> str:
+        """A valid token, from the cache or a shared fetch (blocks this thread)."""
+        return self.client.token_for(self.request, self.vercel_token).token
+
+    async def atoken(self) -> str:
+        """A valid token without blocking the event loop."""
+        return (await self.client.atoken_for(self.request, self.vercel_token)).token
+
+    def needs_body(self, status: int) -> bool:
+        """Whether deciding on this response needs its body (only with ``refresh_if``)."""
+        return status not in self.refresh_on and self.refresh_if is not None
+
+    def wants_refresh(self, status: int, body: bytes | None) -> bool:
+        """The refresh rule: a status in ``refresh_on``, or ``refresh_if`` says so."""
+        if status in self.refresh_on:
+            return True
+        return self.refresh_if is not None and body is not None and self.refresh_if(status, body)
+
+    def discard(self, sent_token: str) -> None:
+        """Forget ``sent_token`` if the cache still holds it (one refresh per bad token)."""
+        self.client.invalidate(self.request, sent_token, self.vercel_token)
+        log.info(
+            "connect_auth: provider refused the token for %s; refreshing", self.request.connector
+        )
+
+    def not_resent(self, why: str) -> None:
+        """Say in the log why a refused request is handed back instead of resent."""
+        log.warning(
+            "connect_auth: not resending the request to the %s provider after a "
+            "refused token: %s; a fresh token is ready for the next request",
+            self.request.connector,
+            why,
+        )
+
+
+class _HttpxRequest(Protocol):
+    url: Any
+    headers: Any
+    stream: Any
+
+
+class _HttpxResponse(Protocol):
+    status_code: int
+    request: Any
+    content: bytes
+
+
+class _NeedToken:
+    """Effect: the driver must obtain a token (sync or async) and send it back."""
+
+
+class _NeedBody:
+    """Effect: the driver must read ``response``'s body (sync or async)."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+
+NEED_TOKEN = _NeedToken()
+
+
+class HttpxFlow(ConnectAuthBase):
+    """The auth flow for httpx-style clients (httpx and its httpx2 fork).
+
+    The decisions live in :meth:`_flow`, an I/O-free generator; the two drivers
+    only fetch tokens and read bodies, sync or async, so they cannot drift apart.
+    Subclasses set ``_byte_stream`` to their library's ``ByteStream``.
+    """
+
+    _byte_stream: type = bytes
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        """httpx's sync hook: drives :meth:`_flow` with blocking I/O."""
+        flow = self._flow(request)
+        value: Any = None
+        while True:
+            try:
+                step = flow.send(value)
+            except StopIteration:
+                return
+            if step is NEED_TOKEN:
+                value = self.token()
+            elif isinstance(step, _NeedBody):
+                value = step.response.read()
+            else:
+                value = yield step
+
+    async def async_auth_flow(self, request: Any) -> Any:
+        """httpx's async hook: drives :meth:`_flow` without blocking the loop."""
+        flow = self._flow(request)
+        value: Any = None
+        while True:
+            try:
+                step = flow.send(value)
+            except StopIteration:
+                return
+            if step is NEED_TOKEN:
+                value = await self.atoken()
+            elif isinstance(step, _NeedBody):
+                value = await step.response.aread()
+            else:
+                value = yield step
+
+    def _flow(self, request: _HttpxRequest) -> Generator[Any, Any, None]:
+        core = self
+        if not core.applies_to(request.url.host):
+            yield request
+            return
+        rewind = self._rewinder(request.stream)
+        token = yield NEED_TOKEN
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        # Act only on answers from the origin the token was attached for: after a
+        # redirect elsewhere, httpx hands us the other origin's response.
+        if origin_of(str(response.request.url)) != origin_of(str(request.url)):
+            return
+        body = (yield _NeedBody(response)) if core.needs_body(response.status_code) else None
+        if not core.wants_refresh(response.status_code, body):
+            return
+        core.discard(token)
+        if rewind is None:
+            yield NEED_TOKEN  # refresh now so the next request finds a good token
+            core.not_resent("its body is a one-shot stream (generator or iterator)")
+            return
+        rewind()
+        request.headers["Authorization"] = f"Bearer {(yield NEED_TOKEN)}"
+        yield request  # the original request, never response.request: it may be elsewhere
+
+    def _rewinder(self, stream: Any) -> Rewind | None:
+        if isinstance(stream, self._byte_stream):
+            return _nothing
+        fields = getattr(stream, "fields", None)
+        if fields is not None:  # multipart: httpx itself seeks each file to 0 per send
+            files = [getattr(f, "file", None) for f in fields]
+            ok = all(f is None or rewinder(f) is not None for f in files)
+            return _nothing if ok else None
+        inner = getattr(stream, "_stream", None)  # IteratorByteStream over a file object
+        if inner is not None and hasattr(inner, "read"):
+            return rewinder(inner)
+        return None

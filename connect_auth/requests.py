@@ -1,0 +1,75 @@
+"""``ConnectAuth`` for requests: ``session.auth = ConnectAuth(...)`` (``requests`` extra)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import requests
+import requests.auth
+
+from ._adapter import ConnectAuthBase, Rewind, origin_of, rewinder
+
+__all__ = ["ConnectAuth"]
+
+
+class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
+    """Attach a fresh Vercel Connect token to every request of a requests session.
+
+    On a response whose status is in ``refresh_on`` (or that ``refresh_if``
+    flags) from the origin the token was sent to, the token is refreshed once
+    and the request resent once; a second failure is returned as it is. requests
+    copies response hooks onto redirected requests: the hook ignores any answer
+    from another origin, so no token ever follows a redirect. Bodies that cannot
+    be replayed (generators, iterators) are not resent. Arguments: see
+    :class:`connect_auth._adapter.ConnectAuthBase`.
+    """
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = r.url or ""
+        origin = origin_of(url)
+        if not self.applies_to(origin[1]):
+            return r
+        token = self.token()
+        r.headers["Authorization"] = f"Bearer {token}"
+        hook = functools.partial(
+            self._on_response, origin=origin, token=token, rewind=rewinder(r.body)
+        )
+        r.register_hook("response", hook)  # type: ignore[no-untyped-call]
+        return r
+
+    def _on_response(
+        self,
+        response: requests.Response,
+        *,
+        origin: tuple[str, str, int | None],
+        token: str,
+        rewind: Rewind | None,
+        **send_kwargs: Any,
+    ) -> requests.Response:
+        sent = response.request
+        if origin_of(sent.url or "") != origin:
+            return response  # a redirect took this request elsewhere: never act on it
+        status = response.status_code
+        body = response.content if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
+            return response
+        self.discard(token)
+        if rewind is None:
+            self.token()  # refresh now so the next request finds a good token
+            self.not_resent("its body is a one-shot stream (generator or iterator)")
+            return response
+        rewind()
+        retry = sent.copy()
+        # The resend carries no hook of ours: one resend, never a loop.
+        retry.hooks["response"] = [
+            h for h in retry.hooks["response"] if getattr(h, "func", None) != self._on_response
+        ]
+        retry.headers["Authorization"] = f"Bearer {self.token()}"
+        response.content  # noqa: B018 - drain so the connection can be reused
+        response.close()
+        adapter = response.connection
+        new = adapter.send(retry, **send_kwargs)
+        new.history.append(response)
+        new.request = retry
+        return new
