@@ -9,6 +9,7 @@ Auth adapters live in :mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`
 and :mod:`connect_auth.requests`; the local emulator in :mod:`connect_auth.testing`.
 """
 
+from ._adapter import slack_invalid_auth
 from ._api import (
     aget_token,
     aget_token_response,
@@ -82,4 +83,5 @@ __all__ = [
     "oidc_token_scope",
     "revoke_token",
     "set_default_client",
+    "slack_invalid_auth",
 ]

@@ -6,6 +6,7 @@ The HTTP-library modules (:mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`,
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Protocol
@@ -15,7 +16,14 @@ from ._api import default_client
 from ._client import ConnectClient
 from ._models import SubjectLike, TokenRequest, coerce_subject
 
-__all__ = ["ConnectAuthBase", "HttpxFlow", "Rewind", "origin_of", "rewinder"]
+__all__ = [
+    "ConnectAuthBase",
+    "HttpxFlow",
+    "Rewind",
+    "origin_of",
+    "rewinder",
+    "slack_invalid_auth",
+]
 
 log = logging.getLogger("connect_auth")
 
@@ -55,6 +63,22 @@ def rewinder(body: object) -> Rewind | None:
 
 def _nothing() -> None:
     return None
+
+
+def slack_invalid_auth(status: int, body: bytes) -> bool:
+    """A ``refresh_if`` predicate for Slack, which reports a dead token as HTTP 200 with
+    ``{"ok": false, "error": "invalid_auth"}`` (or ``token_expired``/``token_revoked``)."""
+    if status != 200 or b'"ok"' not in body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("ok") is False
+        and data.get("error") in ("invalid_auth", "token_expired", "token_revoked")
+    )
 
 
 class ConnectAuthBase:

@@ -6,6 +6,7 @@ arguments are refused, before any network call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -151,12 +152,11 @@ def coerce_subject(subject: object) -> Subject:
         raise ValueError(
             f"subject of type {kind!r} has unknown field(s) {unknown}; allowed: {sorted(names)}"
         )
+    required = {"user": "id", "jwt-bearer": "sub", "token": "token"}.get(kind)
+    if required is not None and required not in subject:
+        raise ValueError(f"a {kind!r} subject needs a {required!r} field")
     kwargs = {names[k]: v for k, v in subject.items() if k != "type"}
-    try:
-        return _SUBJECT_CLASSES[kind](**kwargs)
-    except TypeError as exc:
-        required = {"user": "id", "jwt-bearer": "sub", "token": "token"}[kind]
-        raise ValueError(f"a {kind!r} subject needs a {required!r} field") from exc
+    return _SUBJECT_CLASSES[kind](**kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +247,8 @@ class TokenRequest:
 
     connector: str
     params: TokenParams
-    key: tuple[object, ...]
-    buffer_ms: float
+    key: tuple[object, ...] = field(repr=False)
+    buffer_ms: float = DEFAULT_BUFFER_MS
 
     @classmethod
     def build(cls, connector: object, *, subject: object, **options: object) -> TokenRequest:
@@ -316,6 +316,9 @@ class TokenResponse:
 
 def _subject_key(subject: Subject) -> tuple[object, ...]:
     wire = subject.to_wire()
+    if isinstance(subject, TokenExchangeSubject):
+        # Keys are kept in memory for the process's life: hold a digest, not the secret.
+        wire["token"] = hashlib.sha256(subject.token.encode()).hexdigest()
     return tuple(sorted((k, _canonical_json("", v)) for k, v in wire.items()))
 
 

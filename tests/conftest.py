@@ -1,0 +1,45 @@
+"""Shared fixtures: an emulator-backed client with fast retries, and a token scanner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from helpers import fast_retry
+
+from connect_auth import ConnectClient
+from connect_auth.testing import ConnectEmulator
+
+
+@pytest.fixture
+def emulator(connect_emulator: ConnectEmulator) -> ConnectEmulator:
+    """The plugin's emulator (also points the default client at it)."""
+    return connect_emulator
+
+
+@pytest.fixture
+def client(emulator: ConnectEmulator) -> Iterator[ConnectClient]:
+    """A client of its own against the emulator, with fast retries."""
+    with ConnectClient(
+        base_url=emulator.url, vercel_token=emulator.oidc_token(), retry=fast_retry()
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Capture every log record at DEBUG, for the leak scans."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+@pytest.fixture
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "asyncio"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every async test runs on asyncio and on trio.
+    if "anyio_backend" in metafunc.fixturenames:
+        metafunc.parametrize("anyio_backend", ["asyncio", "trio"], indirect=True)

@@ -1,0 +1,179 @@
+"""One interface over the five real clients the adapters support, for the compliance suite.
+
+Each driver owns a real client (httpx, httpx2, requests; sync or async on a
+real event loop) with a ConnectAuth attached, and sends real HTTP requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import requests
+
+from connect_auth.httpx import ConnectAuth as HttpxAuth
+from connect_auth.httpx2 import ConnectAuth as Httpx2Auth
+from connect_auth.requests import ConnectAuth as RequestsAuth
+
+
+@dataclass
+class Result:
+    status: int
+    json: Any
+    history: int
+
+
+def _json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class Driver:
+    """Send requests through one client kind; ``send_many`` sends concurrently."""
+
+    name = ""
+    is_async = False
+
+    def __init__(self, auth_kwargs: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def send(self, method: str, url: str, **kw: Any) -> Result:
+        raise NotImplementedError
+
+    def send_many(self, n: int, method: str, url: str) -> list[Result]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _threaded(n: int, call: Callable[[], Result]) -> list[Result]:
+    barrier = threading.Barrier(n)
+    out: list[Result] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            r = call()
+            with lock:
+                out.append(r)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+class _HttpxSync(Driver):
+    lib: Any = httpx
+    auth_cls: Any = HttpxAuth
+
+    def __init__(self, auth_kwargs: dict[str, Any]) -> None:
+        self.auth = self.auth_cls(**auth_kwargs)
+        self.client = self.lib.Client(auth=self.auth, follow_redirects=True, timeout=10)
+
+    def send(self, method: str, url: str, **kw: Any) -> Result:
+        r = self.client.request(method, url, **kw)
+        return Result(r.status_code, _json(r.text), len(r.history))
+
+    def send_many(self, n: int, method: str, url: str) -> list[Result]:
+        return _threaded(n, lambda: self.send(method, url))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _HttpxAsync(Driver):
+    lib: Any = httpx
+    auth_cls: Any = HttpxAuth
+    is_async = True
+
+    def __init__(self, auth_kwargs: dict[str, Any]) -> None:
+        self.auth = self.auth_cls(**auth_kwargs)
+        self.loop = asyncio.new_event_loop()
+        self.client = self._run(self._make())
+
+    async def _make(self) -> Any:
+        return self.lib.AsyncClient(auth=self.auth, follow_redirects=True, timeout=10)
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _send(self, method: str, url: str, **kw: Any) -> Result:
+        r = await self.client.request(method, url, **kw)
+        return Result(r.status_code, _json(r.text), len(r.history))
+
+    def send(self, method: str, url: str, **kw: Any) -> Result:
+        return self._run(self._send(method, url, **kw))
+
+    def send_many(self, n: int, method: str, url: str) -> list[Result]:
+        async def many() -> list[Result]:
+            return list(await asyncio.gather(*[self._send(method, url) for _ in range(n)]))
+
+        return self._run(many())
+
+    def close(self) -> None:
+        self._run(self.client.aclose())
+        self.loop.close()
+
+
+class HttpxSync(_HttpxSync):
+    name = "httpx-sync"
+
+
+class HttpxAsync(_HttpxAsync):
+    name = "httpx-async"
+
+
+class Httpx2Sync(_HttpxSync):
+    name = "httpx2-sync"
+    lib = httpx2
+    auth_cls = Httpx2Auth
+
+
+class Httpx2Async(_HttpxAsync):
+    name = "httpx2-async"
+    lib = httpx2
+    auth_cls = Httpx2Auth
+
+
+class Requests(Driver):
+    name = "requests"
+
+    def __init__(self, auth_kwargs: dict[str, Any]) -> None:
+        self.auth = RequestsAuth(**auth_kwargs)
+        self.session = requests.Session()
+        self.session.auth = self.auth
+
+    def send(self, method: str, url: str, **kw: Any) -> Result:
+        if "content" in kw:
+            kw["data"] = kw.pop("content")
+        r = self.session.request(method, url, timeout=10, **kw)
+        return Result(r.status_code, _json(r.text), len(r.history))
+
+    def send_many(self, n: int, method: str, url: str) -> list[Result]:
+        return _threaded(n, lambda: self.send(method, url))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+ALL_DRIVERS: list[type[Driver]] = [HttpxSync, HttpxAsync, Httpx2Sync, Httpx2Async, Requests]
