@@ -116,13 +116,14 @@ class ConnectClient:
         Served from the cache while ``expires_at - now > validity_buffer_ms``;
         otherwise fetched once (concurrent callers share the fetch) and cached.
         """
-        return self.get_token_response(connector, subject=subject, **options).token
+        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
+        return self.token_for(request, vercel_token, force_refresh=force).token
 
     def get_token_response(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
         """Like :meth:`get_token`, but return the whole :class:`TokenResponse`."""
-        request, vercel_token, force = _split(connector, subject, dict(options))
+        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
         return self.token_for(request, vercel_token, force_refresh=force)
 
     async def aget_token(
@@ -135,15 +136,15 @@ class ConnectClient:
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
         """Async :meth:`get_token_response`."""
-        request, vercel_token, force = _split(connector, subject, dict(options))
+        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
         return await self.atoken_for(request, vercel_token, force_refresh=force)
 
     def delete_token_cache_entry(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
     ) -> None:
         """Remove exactly the cache entry that :meth:`get_token` would use; no-op if absent."""
-        request, vercel_token, _ = _split(connector, subject, dict(options))
-        key = self._key(request, self._credential(vercel_token))
+        request, vercel_token, _ = _split(connector, subject, options)  # type: ignore[arg-type]
+        key = (request.key, self._credential(vercel_token).digest)
         with self._lock:
             self._cache.delete(key)
 
@@ -212,7 +213,7 @@ class ConnectClient:
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
         cred = self._credential(vercel_token)
-        key = self._key(request, cred)
+        key = (request.key, cred.digest)
         hit, flight, leader = self._join(key, request, force_refresh)
         if hit is not None:
             return hit
@@ -226,7 +227,7 @@ class ConnectClient:
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, awaiting off the loop."""
         cred = self._credential(vercel_token)
-        key = self._key(request, cred)
+        key = (request.key, cred.digest)
         hit, flight, leader = self._join(key, request, force_refresh)
         if hit is not None:
             return hit
@@ -243,7 +244,7 @@ class ConnectClient:
         Used after a provider 401: concurrent failures of one token cost one
         refresh, and a token someone already refreshed is kept.
         """
-        key = self._key(request, self._credential(vercel_token))
+        key = (request.key, self._credential(vercel_token).digest)
         with self._lock:
             entry = self._cache.peek(key)
             if entry is not None and entry.token == token:
@@ -286,13 +287,11 @@ class ConnectClient:
     # -- internals ----------------------------------------------------------
 
     def _credential(self, vercel_token: str | None) -> Credential:
-        if vercel_token is not None and (not isinstance(vercel_token, str) or not vercel_token):
+        if vercel_token is None:
+            vercel_token = self._vercel_token
+        elif not isinstance(vercel_token, str) or not vercel_token:
             raise ValueError("vercel_token must be a non-empty string or None")
-        return resolve_credential(vercel_token or self._vercel_token, now=self._clock())
-
-    @staticmethod
-    def _key(request: TokenRequest, cred: Credential) -> CacheKey:
-        return (request.key, cred.digest)
+        return resolve_credential(vercel_token, now=self._clock())
 
     def _join(
         self, key: CacheKey, request: TokenRequest, force: bool
@@ -435,7 +434,35 @@ def _split(
     force = options.pop("force_refresh", False)
     if not isinstance(force, bool):
         raise TypeError("force_refresh must be True or False")
-    return TokenRequest.build(connector, subject=subject, **options), vercel_token, force
+    return _request_for(connector, subject, options), vercel_token, force
+
+
+_requests_seen: dict[Hashable, TokenRequest] = {}
+_REQUESTS_SEEN_MAX = 512
+
+
+def _request_for(connector: str, subject: SubjectLike, options: dict[str, Any]) -> TokenRequest:
+    """``TokenRequest.build``, memoized on the exact arguments.
+
+    Validation costs microseconds and apps ask for the same few tokens over and
+    over; only arguments that validated are remembered. Types are part of the
+    memo key so that, say, ``True`` never passes for ``1``.
+    """
+    try:
+        memo: Hashable = (
+            connector,
+            tuple(subject.items()) if isinstance(subject, dict) else subject,
+            tuple((k, type(v), tuple(v) if isinstance(v, list) else v) for k, v in options.items()),
+        )
+        hit = _requests_seen.get(memo)
+    except TypeError:  # unhashable arguments (nested dicts): validate every time
+        return TokenRequest.build(connector, subject=subject, **options)
+    if hit is None:
+        hit = TokenRequest.build(connector, subject=subject, **options)
+        if len(_requests_seen) >= _REQUESTS_SEEN_MAX:
+            _requests_seen.clear()
+        _requests_seen[memo] = hit
+    return hit
 
 
 def _parse_token(r: httpx.Response) -> TokenResponse:

@@ -29,6 +29,7 @@ _ENV = "VERCEL_OIDC_TOKEN"
 _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
 _facts: dict[str, tuple[str, float | None]] = {}
 _FACTS_MAX = 256
+_last: tuple[str, tuple[str, float | None]] = ("", ("", None))
 _dotenv_cache: dict[Path, tuple[int, str | None]] = {}
 
 
@@ -57,7 +58,15 @@ def oidc_token_scope(token: str | None) -> Iterator[None]:
 
 def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     """The credential to send, or :class:`OidcTokenError` saying how to get one."""
-    value, source = _lookup(explicit, fresh_file=False)
+    if explicit is None:
+        scoped = _scoped.get()
+        # The common case inline: this runs on every cached call.
+        value = scoped if scoped is not None else os.environ.get(_ENV)
+        source = "the x-vercel-oidc-token request header" if scoped is not None else _ENV
+        if not value:
+            value, source = _lookup(None, fresh_file=False)
+    else:
+        value, source = explicit, "the vercel_token argument"
     digest, exp = _facts_of(value)
     if exp is not None and exp <= now:
         if source in (_ENV, ".env.local"):
@@ -131,12 +140,19 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
 
 def _facts_of(token: str) -> tuple[str, float | None]:
     """``(digest, exp)`` of a credential, memoized; ``exp`` is None for non-JWTs."""
+    global _last
+    last = _last
+    # os.environ hands out a new string each time: comparing with the last one
+    # is cheaper than hashing a ~1 kB JWT for the dict lookup.
+    if token == last[0]:
+        return last[1]
     facts = _facts.get(token)
     if facts is None:
         if len(_facts) >= _FACTS_MAX:
             _facts.clear()
         facts = (hashlib.sha256(token.encode()).hexdigest(), _jwt_exp(token))
         _facts[token] = facts
+    _last = (token, facts)
     return facts
 
 

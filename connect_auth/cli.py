@@ -1,0 +1,238 @@
+"""The ``connect-auth`` command: ``token`` (``vercel connect token`` parity), ``emulator``,
+``demo``.
+
+Exit codes (also in ``connect-auth --help``)::
+
+    0  success                          7  connector installation required
+    1  other Connect error              8  user authorization required
+    2  bad usage or arguments           9  no valid token (grant revoked)
+    3  no usable Vercel credential     10  Connect unavailable (after retries)
+    4  connector not found             11  invalid response from Connect
+    5  project not linked              130 interrupted
+    6  environment not enabled
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from ._client import ConnectClient
+from ._errors import (
+    ClientNotEnabledForEnvironmentError,
+    ClientNotLinkedToProjectError,
+    ConnectError,
+    ConnectorInstallationRequiredError,
+    ConnectorNotFoundError,
+    ConnectResponseError,
+    ConnectUnavailableError,
+    NoValidTokenError,
+    OidcTokenError,
+    UserAuthorizationRequiredError,
+)
+from ._models import AppSubject, Subject, UserSubject
+from ._version import __version__
+
+__all__ = ["EXIT_CODES", "main", "parse_scopes", "parse_subject"]
+
+#: Error class -> (exit code, what to do). Most specific first.
+EXIT_CODES: list[tuple[type[ConnectError], int, str]] = [
+    (OidcTokenError, 3, "set VERCEL_OIDC_TOKEN or run `vercel link` and `vercel env pull`"),
+    (ConnectorNotFoundError, 4, "check the connector uid (`vercel connect list`)"),
+    (ClientNotLinkedToProjectError, 5, "link it: `vercel connect attach <connector>`"),
+    (
+        ClientNotEnabledForEnvironmentError,
+        6,
+        "enable this environment: `vercel connect attach <connector> -e <environment>`",
+    ),
+    (
+        ConnectorInstallationRequiredError,
+        7,
+        "pass --installation-id, or install the connector in the provider",
+    ),
+    (
+        UserAuthorizationRequiredError,
+        8,
+        "the user must authorize the connector first (start the authorization flow)",
+    ),
+    (NoValidTokenError, 9, "the grant was revoked at the provider: authorize again"),
+    (ConnectUnavailableError, 10, "Connect is failing or unreachable: try again later"),
+    (ConnectResponseError, 11, "Connect answered something unexpected: report it with the id"),
+    (ConnectError, 1, "see the message above"),
+]
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EPILOG = __doc__.split("Exit codes", 1)[1] if __doc__ else ""
+
+
+def parse_subject(text: str) -> Subject:
+    """``app``, ``user:ID`` (``user`` alone needs an id here: there is no logged-in user)."""
+    kind, _, ident = text.partition(":")
+    if kind == "app" and not ident:
+        return AppSubject()
+    if kind == "user":
+        if not ident:
+            raise ValueError("--subject user needs an id: write --subject user:USER_ID")
+        return UserSubject(ident)
+    raise ValueError(f"--subject must be 'app' or 'user:ID', not {text!r}")
+
+
+def parse_scopes(text: str) -> list[str]:
+    """Comma- or space-separated scopes, as the Vercel CLI accepts them."""
+    scopes = [s for s in re.split(r"[\s,]+", text) if s]
+    if not scopes:
+        raise ValueError("--scopes is empty: give scopes like 'chat:write,channels:read'")
+    return scopes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connect-auth",
+        description="Short-lived provider tokens from Vercel Connect.",
+        epilog="exit codes" + _EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"connect-auth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    token = sub.add_parser(
+        "token",
+        help="print a provider token for a connector",
+        description="Print a provider access token (like `vercel connect token`). The Vercel "
+        "credential comes from --vercel-token, VERCEL_OIDC_TOKEN or .env.local.",
+        epilog="exit codes" + _EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    token.add_argument("connector", help="connector uid (e.g. slack/acme-slack) or id")
+    token.add_argument(
+        "-s",
+        "--subject",
+        default="app",
+        help="who the token is for: 'app' (default) or 'user:ID'",
+    )
+    token.add_argument("--installation-id", help="installation to use ('*' for all)")
+    token.add_argument("--scopes", help="comma- or space-separated provider scopes")
+    token.add_argument("--json", action="store_true", help="print the full response as JSON")
+    token.add_argument("--base-url", help="Connect API origin (default: env or api.vercel.com)")
+    token.add_argument("--region", help="Vercel region id, giving api-<region>.vercel.com")
+    token.add_argument("--vercel-token", help="Vercel credential (default: OIDC lookup)")
+    token.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+
+    emulator = sub.add_parser(
+        "emulator",
+        help="run a local Connect emulator until Ctrl-C",
+        description="Serve a local Vercel Connect emulator and print the export lines "
+        "that point an app at it.",
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    emulator.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    emulator.add_argument("--config", help="connectors from a .json or .toml file")
+
+    sub.add_parser(
+        "demo",
+        help="walk through the whole flow against an embedded emulator",
+        description="Start an emulator in this process and show tokens, both auth adapters, "
+        "a revoked token being refreshed, Connect 503s absorbed by backoff, and the "
+        "cost of a cached call.",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``connect-auth`` and ``python -m connect_auth``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "token":
+            return _token(args)
+        if args.command == "emulator":
+            return _emulator(args)
+        from ._demo import run_demo
+
+        return run_demo()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _token(args: argparse.Namespace) -> int:
+    try:
+        subject = parse_subject(args.subject)
+        scopes = parse_scopes(args.scopes) if args.scopes is not None else None
+        client = ConnectClient(
+            base_url=args.base_url,
+            region=args.region,
+            vercel_token=args.vercel_token,
+            timeout=args.timeout,
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"connect-auth token: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
+            response = client.get_token_response(
+                args.connector,
+                subject=subject,
+                installation_id=args.installation_id,
+                scopes=scopes,
+            )
+    except (ValueError, TypeError) as exc:
+        print(f"connect-auth token: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectError as exc:
+        code, hint = next((c, h) for cls, c, h in EXIT_CODES if isinstance(exc, cls))
+        where = f" [request id {exc.request_id}]" if exc.request_id else ""
+        print(f"connect-auth token: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        print(f"  what to do: {hint}", file=sys.stderr)
+        return code
+    if args.json:
+        print(json.dumps(response.to_dict(), indent=2))
+    else:
+        print(response.token)
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from .testing import ConnectEmulator
+
+    try:
+        if args.config:
+            emulator = ConnectEmulator.from_file(args.config, host=args.host, port=args.port)
+        else:
+            emulator = ConnectEmulator(host=args.host, port=args.port)
+    except (OSError, ValueError) as exc:
+        print(f"connect-auth emulator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"connect-auth emulator: cannot listen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(f"# Vercel Connect emulator on {emulator.url} (Ctrl-C to stop)")
+        print(
+            "# connectors: "
+            + ", ".join(sorted({s.uid for s in emulator.state.connectors.values()}))
+        )
+        for line in emulator.export_lines():
+            print(line)
+        sys.stdout.flush()
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+    print("# emulator stopped", file=sys.stderr)
+    return 0
