@@ -1,0 +1,208 @@
+"""The real ``connect-auth`` entry point, run as a subprocess against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import SLACK
+
+from connect_auth.cli import EXIT_CODES
+from connect_auth.testing import ConnectEmulator
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("VERCEL_OIDC_TOKEN", "CONNECT_AUTH_BASE_URL", "VERCEL_REGION")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "connect_auth", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def emu() -> Any:
+    with ConnectEmulator() as e:
+        yield e
+
+
+@pytest.fixture
+def env(emu: ConnectEmulator) -> dict[str, str]:
+    return {"CONNECT_AUTH_BASE_URL": emu.url, "VERCEL_OIDC_TOKEN": emu.oidc_token()}
+
+
+def test_token_prints_the_bare_token(emu: ConnectEmulator, env: dict[str, str]) -> None:
+    """Default output is the token alone, on one line."""
+    out = run("token", SLACK, env=env)
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip()
+    assert token.startswith("emu_slack_") and "\n" not in token
+    assert emu.calls[-1].subject == {"type": "app"}
+
+
+def test_token_json_and_every_flag(emu: ConnectEmulator, tmp_path: Path) -> None:
+    """--json prints the full response; --subject, --installation-id, --scopes, --base-url,
+    --vercel-token and --timeout all reach the request."""
+    out = run("token", "github/acme-github", "--subject", "user:u_alice",
+              "--installation-id", "inst_gh_2", "--scopes", "repo:read, issues:write  pulls",
+              "--json", "--base-url", emu.url, "--vercel-token", emu.oidc_token(),
+              "--timeout", "5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["connector"]["uid"] == "github/acme-github"
+    assert body["installationId"] == "inst_gh_2" and body["tenantId"] == "1002"
+    assert body["token"] and body["expiresAt"] and body["tokenId"]
+    assert emu.calls[-1].params == {
+        "subject": {"type": "user", "id": "u_alice"}, "installationId": "inst_gh_2",
+        "scopes": ["repo:read", "issues:write", "pulls"],
+    }
+
+
+def test_region_flag_builds_the_regional_host(tmp_path: Path) -> None:
+    """--region picks api-<region>.vercel.com (shown via the refused-credential path)."""
+    out = run("token", SLACK, "--region", "bad region!", "--vercel-token", "x", cwd=tmp_path)
+    assert out.returncode == 2 and "region" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "cls_name"),
+    [
+        (None, ["nope/none"], "ConnectorNotFoundError"),
+        (None, ["salesforce/acme-sf"], "ClientNotLinkedToProjectError"),
+        (None, ["linear/acme-linear"], "ClientNotEnabledForEnvironmentError"),
+        (None, ["github/acme-github"], "ConnectorInstallationRequiredError"),
+        (None, [SLACK, "--subject", "user:mallory"], "UserAuthorizationRequiredError"),
+        ("revoke_grant", [SLACK, "--subject", "user:u_bob"], "NoValidTokenError"),
+        ("unavailable", [SLACK, "--timeout", "1"], "ConnectUnavailableError"),
+        ("garbage", [SLACK], "ConnectResponseError"),
+        ("bad_request", [SLACK], "ConnectError"),
+        ("bad_credential", [SLACK], "OidcTokenError"),
+    ],
+)
+def test_every_error_has_its_message_and_exit_code(
+    emu: ConnectEmulator, env: dict[str, str], setup: str | None, args: list[str],
+    cls_name: str,
+) -> None:
+    """One line naming the error and one saying what to do; no traceback; the documented code."""
+    if setup == "revoke_grant":
+        emu.revoke_grant(SLACK, {"type": "user", "id": "u_bob"})
+    elif setup == "unavailable":
+        emu.fail_next(20, status=503)
+    elif setup == "garbage":
+        emu.fail_next(1, status=200)
+    elif setup == "bad_request":
+        emu.fail_next(1, status=400)
+    elif setup == "bad_credential":
+        env = {**env, "VERCEL_OIDC_TOKEN": "not-a-real-token"}
+    out = run("token", *args, env=env)
+    expected = next(code for cls, code, _ in EXIT_CODES if cls.__name__ == cls_name)
+    assert out.returncode == expected, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith(f"connect-auth token: {cls_name}: ")
+    assert lines[1].startswith("  what to do: ") and len(lines) == 2
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    emu.reset_faults()
+
+
+def test_missing_credential_exit_code(emu: ConnectEmulator, tmp_path: Path) -> None:
+    """No credential anywhere: exit 3 and nothing sent."""
+    out = run("token", SLACK, "--base-url", emu.url, cwd=tmp_path)
+    assert out.returncode == 3 and "vercel env pull" in out.stderr
+    assert emu.calls == []
+
+
+def test_dotenv_local_is_read(emu: ConnectEmulator, tmp_path: Path) -> None:
+    """The credential can come from .env.local, as `vercel env pull` writes it."""
+    (tmp_path / ".env.local").write_text(
+        f'# Created by Vercel CLI\nVERCEL_OIDC_TOKEN="{emu.oidc_token()}"\n')
+    out = run("token", SLACK, env={"CONNECT_AUTH_BASE_URL": emu.url}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["token", SLACK, "--subject", "user"], "user:USER_ID"),
+        (["token", SLACK, "--subject", "robot"], "'app' or 'user:ID'"),
+        (["token", SLACK, "--scopes", " , "], "--scopes is empty"),
+        (["token", SLACK, "--base-url", "http://example.com"], "plain http"),
+        (["token", ""], "connector"),
+        (["token", SLACK, "--installation-id", ""], "installation_id"),
+    ],
+)
+def test_usage_errors(env: dict[str, str], args: list[str], fragment: str) -> None:
+    """Bad arguments: exit 2 with a message saying what to fix, nothing sent."""
+    out = run(*args, env=env)
+    assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_is_complete() -> None:
+    """--help lists every flag and the exit codes."""
+    out = run("token", "--help")
+    assert out.returncode == 0
+    for flag in ("--subject", "--installation-id", "--scopes", "--json", "--base-url",
+                 "--region", "--vercel-token", "--timeout"):
+        assert flag in out.stdout
+    for _, code, _ in EXIT_CODES:
+        assert f"{code} " in out.stdout
+    top = run("--help")
+    assert all(cmd in top.stdout for cmd in ("token", "emulator", "demo"))
+
+
+def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
+    """`connect-auth emulator` prints export lines that work; a bad token gets a 401 envelope."""
+    with subprocess.Popen([sys.executable, "-m", "connect_auth", "emulator", "--port", "0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _talk_to_emulator(proc)
+    assert proc.returncode == 0
+
+
+def _talk_to_emulator(proc: subprocess.Popen[str]) -> None:
+    try:
+        exports: dict[str, str] = {}
+        assert proc.stdout is not None
+        while len(exports) < 2:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].strip().partition("=")
+                exports[name] = value
+        url = exports["CONNECT_AUTH_BASE_URL"] + "/v1/connect/token/slack%2Facme-slack"
+        ok = httpx.post(url, json={"subject": {"type": "app"}},
+                        headers={"Authorization": f"Bearer {exports['VERCEL_OIDC_TOKEN']}"})
+        assert ok.status_code == 200 and ok.json()["token"]
+        bad = httpx.post(url, json={"subject": {"type": "app"}},
+                         headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert "emulator stopped" in err
+
+
+def test_emulator_command_with_config(tmp_path: Path) -> None:
+    """--config loads connectors; a broken config is a usage error."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"connectors": [{"uid": "x"}]}')
+    out = run("emulator", "--config", str(bad))
+    assert out.returncode == 2 and "uid" in out.stderr
+
+
+def test_demo_runs_every_section() -> None:
+    """The README's first command: exit 0, every section reached, every check ok."""
+    out = run("demo", timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for n in range(1, 7):
+        assert f"[{n}/6]" in out.stdout
+    assert "FAIL" not in out.stdout and out.stdout.count("    ok   ") == 9
+    assert "refreshed once, resent" in out.stdout
+    assert "503, 503, 503, then 200" in out.stdout
+    assert "All 6 sections passed" in out.stdout
+    assert "emu_slack_" in out.stdout and "redacted" in out.stdout

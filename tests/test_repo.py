@@ -1,0 +1,60 @@
+"""Repository-level promises: the README's commands, CI, the public API, typing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import connect_auth
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [b.strip() for b in blocks[:2]]
+
+
+def test_ci_runs_the_readme_test_command_exactly() -> None:
+    """.ci/run runs the README's second command verbatim."""
+    demo, tests = _readme_commands()
+    assert "connect-auth demo" in demo
+    assert "pytest" in tests
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in ci_lines
+
+
+def test_public_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted, and every name in it exists and has a docstring."""
+    names = connect_auth.__all__
+    assert names == sorted(names)
+    for name in names:
+        obj = getattr(connect_auth, name)
+        if name != "__version__":
+            assert obj.__doc__, name
+
+
+def test_issue_contract_names_exist() -> None:
+    """The names the token API issue lists are all importable from connect_auth."""
+    contract = """get_token get_token_response aget_token aget_token_response revoke_token
+    arevoke_token delete_token_cache_entry clear_token_cache ConnectClient AppSubject UserSubject
+    JwtBearerSubject TokenExchangeSubject TokenResponse ConnectorRef ConnectError
+    NoValidTokenError UserAuthorizationRequiredError ConnectorInstallationRequiredError
+    ConnectorNotFoundError ClientNotLinkedToProjectError ClientNotEnabledForEnvironmentError
+    OidcTokenError ConnectUnavailableError ConnectResponseError""".split()
+    missing = [n for n in contract if not hasattr(connect_auth, n)]
+    assert missing == []
+
+
+def test_py_typed_is_shipped() -> None:
+    """PEP 561 marker present and declared as package data."""
+    assert (ROOT / "connect_auth" / "py.typed").exists()
+    assert 'connect_auth = ["py.typed"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_every_error_subclasses_connect_error() -> None:
+    """One error root."""
+    errors = [getattr(connect_auth, n) for n in connect_auth.__all__ if n.endswith("Error")]
+    assert len(errors) == 10
+    assert all(issubclass(e, connect_auth.ConnectError) for e in errors)
