@@ -22,6 +22,7 @@ __all__ = [
     "Rewind",
     "origin_of",
     "rewinder",
+    "same_origin",
     "slack_invalid_auth",
 ]
 
@@ -39,6 +40,11 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs share scheme, host and port."""
+    return a == b or origin_of(a) == origin_of(b)
 
 
 def rewinder(body: object) -> Rewind | None:
@@ -232,16 +238,26 @@ NEED_TOKEN = _NeedToken()
 class HttpxFlow(ConnectAuthBase):
     """The auth flow for httpx-style clients (httpx and its httpx2 fork).
 
-    The decisions live in :meth:`_flow`, an I/O-free generator; the two drivers
-    only fetch tokens and read bodies, sync or async, so they cannot drift apart.
+    The cache-hit path is a few lines in each driver; every decision after a
+    refusal lives in :meth:`_after`, an I/O-free generator that both drivers run,
+    so the sync and async paths cannot drift apart.
     Subclasses set ``_byte_stream`` to their library's ``ByteStream``.
     """
 
     _byte_stream: type = bytes
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        """httpx's sync hook: drives :meth:`_flow` with blocking I/O."""
-        flow = self._flow(request)
+        """httpx's sync hook: attach a token; on refusal drive :meth:`_after` blocking."""
+        if self.hosts is not None and not self.applies_to(request.url.host):
+            yield request
+            return
+        rewind = self._rewinder(request.stream)
+        token = self.token()
+        request.headers["Authorization"] = "Bearer " + token
+        response = yield request
+        if response.status_code not in self.refresh_on and self.refresh_if is None:
+            return  # the common case, decided without parsing anything
+        flow = self._after(request, response, token, rewind)
         value: Any = None
         while True:
             try:
@@ -256,8 +272,17 @@ class HttpxFlow(ConnectAuthBase):
                 value = yield step
 
     async def async_auth_flow(self, request: Any) -> Any:
-        """httpx's async hook: drives :meth:`_flow` without blocking the loop."""
-        flow = self._flow(request)
+        """httpx's async hook: the same, awaiting tokens and bodies off the event loop."""
+        if self.hosts is not None and not self.applies_to(request.url.host):
+            yield request
+            return
+        rewind = self._rewinder(request.stream)
+        token = await self.atoken()
+        request.headers["Authorization"] = "Bearer " + token
+        response = yield request
+        if response.status_code not in self.refresh_on and self.refresh_if is None:
+            return
+        flow = self._after(request, response, token, rewind)
         value: Any = None
         while True:
             try:
@@ -271,26 +296,28 @@ class HttpxFlow(ConnectAuthBase):
             else:
                 value = yield step
 
-    def _flow(self, request: _HttpxRequest) -> Generator[Any, Any, None]:
-        core = self
-        if not core.applies_to(request.url.host):
-            yield request
-            return
-        rewind = self._rewinder(request.stream)
-        token = yield NEED_TOKEN
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
+    def _after(
+        self, request: _HttpxRequest, response: _HttpxResponse, token: str, rewind: Rewind | None
+    ) -> Generator[Any, Any, None]:
+        """What to do with a response that may mean "bad token"; I/O-free.
+
+        Yields ``NEED_TOKEN`` or ``_NeedBody`` for the driver to satisfy, or a
+        request to send.
+        """
         # Act only on answers from the origin the token was attached for: after a
         # redirect elsewhere, httpx hands us the other origin's response.
-        if origin_of(str(response.request.url)) != origin_of(str(request.url)):
+        if response.request is not request and not same_origin(
+            str(response.request.url), str(request.url)
+        ):
             return
-        body = (yield _NeedBody(response)) if core.needs_body(response.status_code) else None
-        if not core.wants_refresh(response.status_code, body):
+        status = response.status_code
+        body = (yield _NeedBody(response)) if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
             return
-        core.discard(token)
+        self.discard(token)
         if rewind is None:
             yield NEED_TOKEN  # refresh now so the next request finds a good token
-            core.not_resent("its body is a one-shot stream (generator or iterator)")
+            self.not_resent("its body is a one-shot stream (generator or iterator)")
             return
         rewind()
         request.headers["Authorization"] = f"Bearer {(yield NEED_TOKEN)}"

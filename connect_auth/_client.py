@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, NamedTuple, Self, Unpack
 
 import anyio.to_thread
 import httpx
@@ -212,29 +212,25 @@ class ConnectClient:
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
-        cred = self._credential(vercel_token)
-        key = (request.key, cred.digest)
-        hit, flight, leader = self._join(key, request, force_refresh)
+        hit, flight = self._join(request, vercel_token, force_refresh)
         if hit is not None:
             return hit
         assert flight is not None
-        if leader:
-            self._run_flight(flight, key, request, cred)
-        return result_of(flight)
+        if flight.leader:
+            self._run_flight(flight)
+        return result_of(flight.future)
 
     async def atoken_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, awaiting off the loop."""
-        cred = self._credential(vercel_token)
-        key = (request.key, cred.digest)
-        hit, flight, leader = self._join(key, request, force_refresh)
+        hit, flight = self._join(request, vercel_token, force_refresh)
         if hit is not None:
             return hit
         assert flight is not None
-        if leader:
-            self._executor().submit(self._run_flight, flight, key, request, cred)
-        return await wait_async(flight)
+        if flight.leader:
+            self._executor().submit(self._run_flight, flight)
+        return await wait_async(flight.future)
 
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None
@@ -286,45 +282,49 @@ class ConnectClient:
 
     # -- internals ----------------------------------------------------------
 
+    def _pick_token(self, vercel_token: str | None) -> str | None:
+        if vercel_token is None:
+            return self._vercel_token
+        if not isinstance(vercel_token, str) or not vercel_token:
+            raise ValueError("vercel_token must be a non-empty string or None")
+        return vercel_token
+
     def _credential(self, vercel_token: str | None) -> Credential:
+        return resolve_credential(self._pick_token(vercel_token), now=self._clock())
+
+    def _join(
+        self, request: TokenRequest, vercel_token: str | None, force: bool
+    ) -> tuple[TokenResponse | None, _Flight | None]:
+        """Under one lock: a fresh hit, or the in-flight fetch to wait on, or a new one to lead."""
+        now = self._clock()
         if vercel_token is None:
             vercel_token = self._vercel_token
         elif not isinstance(vercel_token, str) or not vercel_token:
             raise ValueError("vercel_token must be a non-empty string or None")
-        return resolve_credential(vercel_token, now=self._clock())
-
-    def _join(
-        self, key: CacheKey, request: TokenRequest, force: bool
-    ) -> tuple[TokenResponse | None, Future[TokenResponse] | None, bool]:
-        """Under one lock: a fresh hit, or the in-flight fetch to wait on, or a new one to lead."""
-        now_ms = self._clock() * 1000.0
+        cred = resolve_credential(vercel_token, now=now)
+        key = (request.key, cred.digest)
         with self._lock:
             if not force:
-                hit = self._cache.get_fresh(key, now_ms, request.buffer_ms)
+                hit = self._cache.get_fresh(key, now * 1000.0, request.buffer_ms)
                 if hit is not None:
-                    return hit, None, False
-            flight = self._flights.get(key)
-            if flight is not None:
-                return None, flight, False
-            flight = Future()
-            self._flights[key] = flight
+                    return hit, None
+            future = self._flights.get(key)
+            if future is not None:
+                return None, _Flight(future, key, request, cred, leader=False)
+            future = Future()
+            self._flights[key] = future
             if force:
                 self._cache.delete(key)
-            return None, flight, True
+            return None, _Flight(future, key, request, cred, leader=True)
 
-    def _run_flight(
-        self,
-        flight: Future[TokenResponse],
-        key: CacheKey,
-        request: TokenRequest,
-        cred: Credential,
-    ) -> None:
+    def _run_flight(self, flight: _Flight) -> None:
+        key, request = flight.key, flight.request
         try:
-            response = self._fetch(request, cred)
+            response = self._fetch(request, flight.cred)
         except BaseException as exc:
             with self._lock:
                 self._flights.pop(key, None)
-            flight.set_exception(exc)
+            flight.future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -333,7 +333,7 @@ class ConnectClient:
             if is_fresh(response.expires_at, self._clock() * 1000.0, request.buffer_ms):
                 self._cache.put(key, response)
             self._flights.pop(key, None)
-        flight.set_result(response)
+        flight.future.set_result(response)
 
     def _fetch(self, request: TokenRequest, cred: Credential) -> TokenResponse:
         url = self.base_url + connector_path("/v1/connect/token/", request.connector)
@@ -426,10 +426,22 @@ class ConnectClient:
             return self._pool
 
 
+class _Flight(NamedTuple):
+    """A shared fetch, and what its leader needs to run it."""
+
+    future: Future[TokenResponse]
+    key: CacheKey
+    request: TokenRequest
+    cred: Credential
+    leader: bool
+
+
 def _split(
     connector: str, subject: SubjectLike, options: dict[str, Any]
 ) -> tuple[TokenRequest, str | None, bool]:
     """Separate call options (credential, force) from request params and validate them."""
+    if not options:
+        return _request_for(connector, subject, options), None, False
     vercel_token = options.pop("vercel_token", None)
     force = options.pop("force_refresh", False)
     if not isinstance(force, bool):
@@ -451,8 +463,11 @@ def _request_for(connector: str, subject: SubjectLike, options: dict[str, Any]) 
     try:
         memo: Hashable = (
             connector,
-            tuple(subject.items()) if isinstance(subject, dict) else subject,
-            tuple((k, type(v), tuple(v) if isinstance(v, list) else v) for k, v in options.items()),
+            type(subject),
+            tuple(subject.items()) if type(subject) is dict else subject,
+            tuple((k, type(v), tuple(v) if type(v) is list else v) for k, v in options.items())
+            if options
+            else (),
         )
         hit = _requests_seen.get(memo)
     except TypeError:  # unhashable arguments (nested dicts): validate every time

@@ -27,9 +27,8 @@ __all__ = ["Credential", "oidc_token_scope", "parse_dotenv", "resolve_credential
 
 _ENV = "VERCEL_OIDC_TOKEN"
 _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
-_facts: dict[str, tuple[str, float | None]] = {}
+_facts: dict[str, tuple[Credential, float | None]] = {}
 _FACTS_MAX = 256
-_last: tuple[str, tuple[str, float | None]] = ("", ("", None))
 _dotenv_cache: dict[Path, tuple[int, str | None]] = {}
 
 
@@ -38,6 +37,12 @@ class Credential(NamedTuple):
 
     value: str
     digest: str
+
+    def __repr__(self) -> str:
+        return f"Credential(digest={self.digest[:12]!r}...)"
+
+
+_last: tuple[str, tuple[Credential, float | None]] = ("", (Credential("", ""), None))
 
 
 @contextlib.contextmanager
@@ -67,12 +72,12 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
             value, source = _lookup(None, fresh_file=False)
     else:
         value, source = explicit, "the vercel_token argument"
-    digest, exp = _facts_of(value)
+    cred, exp = _facts_of(value)
     if exp is not None and exp <= now:
         if source in (_ENV, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
             value, source = _lookup(explicit, fresh_file=True)
-            digest, exp = _facts_of(value)
+            cred, exp = _facts_of(value)
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
             raise OidcTokenError(
@@ -80,7 +85,7 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
                 "run `vercel env pull` to get a fresh one (development tokens last ~12 h)",
                 code="oidc_token_expired",
             )
-    return Credential(value, digest)
+    return cred
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -138,8 +143,8 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
     return None
 
 
-def _facts_of(token: str) -> tuple[str, float | None]:
-    """``(digest, exp)`` of a credential, memoized; ``exp`` is None for non-JWTs."""
+def _facts_of(token: str) -> tuple[Credential, float | None]:
+    """``(credential, exp)`` for a token, memoized; ``exp`` is None for non-JWTs."""
     global _last
     last = _last
     # os.environ hands out a new string each time: comparing with the last one
@@ -150,7 +155,7 @@ def _facts_of(token: str) -> tuple[str, float | None]:
     if facts is None:
         if len(_facts) >= _FACTS_MAX:
             _facts.clear()
-        facts = (hashlib.sha256(token.encode()).hexdigest(), _jwt_exp(token))
+        facts = (Credential(token, hashlib.sha256(token.encode()).hexdigest()), _jwt_exp(token))
         _facts[token] = facts
     _last = (token, facts)
     return facts

@@ -8,7 +8,7 @@ from typing import Any
 import requests
 import requests.auth
 
-from ._adapter import ConnectAuthBase, Rewind, origin_of, rewinder
+from ._adapter import ConnectAuthBase, Rewind, origin_of, rewinder, same_origin
 
 __all__ = ["ConnectAuth"]
 
@@ -27,30 +27,29 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
-        origin = origin_of(url)
-        if not self.applies_to(origin[1]):
+        if self.hosts is not None and not self.applies_to(origin_of(url)[1]):
             return r
         token = self.token()
-        r.headers["Authorization"] = f"Bearer {token}"
-        hook = functools.partial(
-            self._on_response, origin=origin, token=token, rewind=rewinder(r.body)
-        )
-        r.register_hook("response", hook)  # type: ignore[no-untyped-call]
+        r.headers["Authorization"] = "Bearer " + token
+        hook = functools.partial(self._on_response, url=url, token=token, rewind=rewinder(r.body))
+        r.hooks["response"].append(hook)
         return r
 
     def _on_response(
         self,
         response: requests.Response,
         *,
-        origin: tuple[str, str, int | None],
+        url: str,
         token: str,
         rewind: Rewind | None,
         **send_kwargs: Any,
     ) -> requests.Response:
-        sent = response.request
-        if origin_of(sent.url or "") != origin:
-            return response  # a redirect took this request elsewhere: never act on it
         status = response.status_code
+        if status not in self.refresh_on and self.refresh_if is None:
+            return response  # the common case, decided without parsing anything
+        sent = response.request
+        if not same_origin(sent.url or "", url):
+            return response  # a redirect took this request elsewhere: never act on it
         body = response.content if self.needs_body(status) else None
         if not self.wants_refresh(status, body):
             return response
