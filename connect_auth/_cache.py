@@ -47,6 +47,24 @@ class TokenCache:
         del self._data[key]
         return None
 
+    def get_fresh_unlocked(
+        self, key: Hashable, now_ms: float, buffer_ms: float
+    ) -> TokenResponse | None:
+        """The entry if fresh, marked used; safe without the owner's lock.
+
+        Each dict operation is atomic, and a concurrent removal between the read
+        and the recency update only means the hit was linearized just before it.
+        A stale or missing entry returns None and is left to the locked path.
+        """
+        entry = self._data.get(key)
+        if entry is None or not is_fresh(entry.expires_at, now_ms, buffer_ms):
+            return None
+        try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
+            self._data.move_to_end(key)
+        except KeyError:
+            pass
+        return entry
+
     def peek(self, key: Hashable) -> TokenResponse | None:
         """The entry, fresh or not, without touching its recency."""
         return self._data.get(key)

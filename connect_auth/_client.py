@@ -20,6 +20,7 @@ from ._cache import TokenCache, is_fresh
 from ._config import resolve_base_url
 from ._flight import result_of, wait_async
 from ._models import (
+    RequestKey,
     SubjectLike,
     TokenOptions,
     TokenParamsOptions,
@@ -27,7 +28,7 @@ from ._models import (
     TokenResponse,
     coerce_subject,
 )
-from ._oidc import Credential, resolve_credential
+from ._oidc import Credential, recent_credential, resolve_credential
 from ._protocol import (
     TRANSIENT_STATUSES,
     connector_path,
@@ -43,7 +44,7 @@ __all__ = ["CacheKey", "ConnectClient"]
 log = logging.getLogger("connect_auth")
 
 #: ``((connector, params key), credential digest)``
-CacheKey = tuple[tuple[object, ...], str]
+CacheKey = tuple[RequestKey, str]
 
 
 class ConnectClient:
@@ -174,7 +175,7 @@ class ConnectClient:
             body["installationId"] = request.params.installation_id
         url = self.base_url + connector_path("/v1/connect/connectors/", connector, "/tokens")
         self._call("DELETE", url, body, cred, _accept_any)
-        subject_key = request.params.key[0]
+        subject_key = request.key.subject_key
         with self._lock:
             self._cache.delete_where(
                 lambda k: _key_connector(k) == connector and _key_subject(k) == subject_key
@@ -231,6 +232,21 @@ class ConnectClient:
         if flight.leader:
             self._executor().submit(self._run_flight, flight)
         return await wait_async(flight.future)
+
+    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
+        """The cached token for ``request`` if fresh, else None; no I/O and no lock.
+
+        The adapters' per-request path: it only answers when the credential is
+        the one seen last, so anything unusual falls through to :meth:`token_for`.
+        """
+        now = self._clock()
+        cred = recent_credential(vercel_token or self._vercel_token, now)
+        if cred is None:
+            return None
+        hit = self._cache.get_fresh_unlocked(
+            (request.key, cred.digest), now * 1000.0, request.buffer_ms
+        )
+        return None if hit is None else hit.token
 
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None
@@ -295,7 +311,7 @@ class ConnectClient:
     def _join(
         self, request: TokenRequest, vercel_token: str | None, force: bool
     ) -> tuple[TokenResponse | None, _Flight | None]:
-        """Under one lock: a fresh hit, or the in-flight fetch to wait on, or a new one to lead."""
+        """A fresh hit, or (under the lock) the in-flight fetch to wait on or a new one to lead."""
         now = self._clock()
         if vercel_token is None:
             vercel_token = self._vercel_token
@@ -303,8 +319,13 @@ class ConnectClient:
             raise ValueError("vercel_token must be a non-empty string or None")
         cred = resolve_credential(vercel_token, now=now)
         key = (request.key, cred.digest)
+        if not force:
+            hit = self._cache.get_fresh_unlocked(key, now * 1000.0, request.buffer_ms)
+            if hit is not None:
+                return hit, None  # the hot path takes no lock
         with self._lock:
             if not force:
+                # Checked again under the lock: a fetch may have just finished.
                 hit = self._cache.get_fresh(key, now * 1000.0, request.buffer_ms)
                 if hit is not None:
                     return hit, None
@@ -489,12 +510,11 @@ def _accept_any(r: httpx.Response) -> None:
 
 
 def _key_connector(key: CacheKey) -> object:
-    return key[0][0]
+    return key[0].connector
 
 
 def _key_subject(key: CacheKey) -> object:
-    params_key = key[0][1]
-    return params_key[0] if isinstance(params_key, tuple) else None
+    return key[0].subject_key
 
 
 def _path(url: str) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "AppSubject",
     "ConnectorRef",
     "JwtBearerSubject",
+    "RequestKey",
     "Subject",
     "SubjectLike",
     "TokenExchangeSubject",
@@ -241,13 +242,47 @@ class TokenOptions(TokenParamsOptions, total=False):
     force_refresh: bool
 
 
+class RequestKey:
+    """A request's identity in the cache: connector + normalized params.
+
+    The hash is computed once: the params form a nested tuple whose hash would
+    otherwise be recomputed on every cache lookup.
+    """
+
+    __slots__ = ("_hash", "connector", "params_key")
+
+    def __init__(self, connector: str, params_key: tuple[object, ...]) -> None:
+        self.connector = connector
+        self.params_key = params_key
+        self._hash = hash((connector, params_key))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, RequestKey)
+            and self._hash == other._hash
+            and self.connector == other.connector
+            and self.params_key == other.params_key
+        )
+
+    def __repr__(self) -> str:
+        return f"RequestKey(connector={self.connector!r})"
+
+    @property
+    def subject_key(self) -> object:
+        """The normalized subject part (used to evict one subject's entries)."""
+        return self.params_key[0]
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
     """A validated connector + params pair and its cache key (without the credential)."""
 
     connector: str
     params: TokenParams
-    key: tuple[object, ...] = field(repr=False)
+    key: RequestKey = field(repr=False)
     buffer_ms: float = DEFAULT_BUFFER_MS
 
     @classmethod
@@ -264,7 +299,7 @@ class TokenRequest:
         return cls(
             connector,
             params,
-            (connector, params.key),
+            RequestKey(connector, params.key),
             DEFAULT_BUFFER_MS if buffer is None else buffer,
         )
 

@@ -23,7 +23,13 @@ from typing import NamedTuple
 
 from ._errors import OidcTokenError
 
-__all__ = ["Credential", "oidc_token_scope", "parse_dotenv", "resolve_credential"]
+__all__ = [
+    "Credential",
+    "oidc_token_scope",
+    "parse_dotenv",
+    "recent_credential",
+    "resolve_credential",
+]
 
 _ENV = "VERCEL_OIDC_TOKEN"
 _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
@@ -61,6 +67,21 @@ def oidc_token_scope(token: str | None) -> Iterator[None]:
         _scoped.reset(reset)
 
 
+def recent_credential(explicit: str | None, now: float) -> Credential | None:
+    """The credential if it is the one seen last and still unexpired, else None.
+
+    The cache-hit path of the adapters: one env read and one comparison. Any
+    other case (a new token, an expired one, nothing set) returns None and is
+    left to :func:`resolve_credential`.
+    """
+    value = explicit if explicit is not None else (_scoped.get() or os.environ.get(_ENV))
+    last = _last
+    if value is None or value != last[0]:
+        return None
+    cred, exp = last[1]
+    return cred if exp is None or exp > now else None
+
+
 def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     """The credential to send, or :class:`OidcTokenError` saying how to get one."""
     if explicit is None:
@@ -72,7 +93,8 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
             value, source = _lookup(None, fresh_file=False)
     else:
         value, source = explicit, "the vercel_token argument"
-    cred, exp = _facts_of(value)
+    last = _last
+    cred, exp = last[1] if value == last[0] else _facts_of(value)
     if exp is not None and exp <= now:
         if source in (_ENV, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import requests
@@ -31,25 +30,24 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
             return r
         token = self.token()
         r.headers["Authorization"] = "Bearer " + token
-        hook = functools.partial(self._on_response, url=url, token=token, rewind=rewinder(r.body))
-        r.hooks["response"].append(hook)
+        # What the hook needs rides on the request itself: requests copies hooks, not
+        # attributes, onto redirected requests, so a redirected answer finds nothing
+        # and is never acted on (no token can follow a redirect through a resend).
+        r._connect_auth = (url, token, rewinder(r.body))  # type: ignore[attr-defined]
+        r.hooks["response"].append(self._on_response)
         return r
 
-    def _on_response(
-        self,
-        response: requests.Response,
-        *,
-        url: str,
-        token: str,
-        rewind: Rewind | None,
-        **send_kwargs: Any,
-    ) -> requests.Response:
+    def _on_response(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
         status = response.status_code
         if status not in self.refresh_on and self.refresh_if is None:
             return response  # the common case, decided without parsing anything
         sent = response.request
+        context: tuple[str, str, Rewind | None] | None = getattr(sent, "_connect_auth", None)
+        if context is None:
+            return response  # a redirected request, or a resend: never act on it
+        url, token, rewind = context
         if not same_origin(sent.url or "", url):
-            return response  # a redirect took this request elsewhere: never act on it
+            return response
         body = response.content if self.needs_body(status) else None
         if not self.wants_refresh(status, body):
             return response
@@ -61,9 +59,7 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
         rewind()
         retry = sent.copy()
         # The resend carries no hook of ours: one resend, never a loop.
-        retry.hooks["response"] = [
-            h for h in retry.hooks["response"] if getattr(h, "func", None) != self._on_response
-        ]
+        retry.hooks["response"] = [h for h in retry.hooks["response"] if h != self._on_response]
         retry.headers["Authorization"] = f"Bearer {self.token()}"
         response.content  # noqa: B018 - drain so the connection can be reused
         response.close()

@@ -9,12 +9,15 @@
         client.get_token("slack/acme-slack", subject={"type": "app"})
 
 It is a real HTTP/1.1 server on loopback (keep-alive, one thread per
-connection) serving the Connect token, revoke and metadata endpoints, plus a
-fake provider API at ``/provider/{connector}/...`` that accepts only live tokens.
+connection) serving the Connect token, revoke and metadata endpoints, an OAuth 2
+token endpoint at ``/oauth/token`` (client id = connector, client secret = OIDC
+token; Connect's OAuth-server face, used by the peer benchmarks), plus a fake
+provider API at ``/provider/{connector}/...`` that accepts only live tokens.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -60,6 +63,7 @@ _SHARED_KEY: RSAKey | None = None
 _TOKEN_PREFIX = "/v1/connect/token/"
 _CONNECTORS_PREFIX = "/v1/connect/connectors/"
 _PROVIDER_PREFIX = "/provider/"
+_OAUTH_PATH = "/oauth/token"
 
 
 def _signing_key() -> RSAKey:
@@ -291,11 +295,13 @@ class ConnectEmulator:
         return list(self.state.calls)
 
     def token_calls(self, connector: str | None = None) -> int:
-        """How many token calls reached the emulator (optionally for one connector)."""
+        """How many token requests reached the emulator, on the Connect token endpoint or
+        the OAuth one (optionally for one connector)."""
         return sum(
             1
             for c in self.state.calls
-            if c.endpoint == "token" and (connector is None or c.connector == connector)
+            if c.endpoint in ("token", "oauth_token")
+            and (connector is None or c.connector == connector)
         )
 
     @property
@@ -383,7 +389,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(_PROVIDER_PREFIX):
             self._provider(emulator, path, parse_qs(parts.query), body)
             return
-        route = self._connect_route(path)
+        route = (
+            ("oauth_token", "")
+            if path == _OAUTH_PATH and self.command == "POST"
+            else self._connect_route(path)
+        )
         if route is None:
             self._send(404, {"error": {"code": "not_found", "message": f"no route {path}"}})
             return
@@ -409,12 +419,17 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.next_fault()
         if state.latency:
             emulator._stopping.wait(state.latency)
-        try:
-            params = json.loads(body) if body else {}
-        except ValueError:
-            params = None
         auth = self.headers.get("Authorization", "")
-        identity = emulator.verify_oidc(auth[7:]) if auth.startswith("Bearer ") else None
+        if endpoint == "oauth_token":
+            connector, secret = _oauth_client(auth, body)
+            params: Any = {"subject": {"type": "app"}}
+            identity = emulator.verify_oidc(secret) if secret else None
+        else:
+            try:
+                params = json.loads(body) if body else {}
+            except ValueError:
+                params = None
+            identity = emulator.verify_oidc(auth[7:]) if auth.startswith("Bearer ") else None
         subject = params.get("subject") if isinstance(params, dict) else None
 
         def log(status: int | None, fault_name: str | None = None) -> None:
@@ -462,13 +477,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif not isinstance(params, dict):
             status, answer = 400, {"error": {"code": "bad_request", "message": "body is not JSON"}}
-        elif endpoint == "token":
+        elif endpoint in ("token", "oauth_token"):
             status, answer = state.issue(connector, params, identity)
         elif endpoint == "revoke":
             status, answer = state.revoke_tokens(connector, params, identity)
         else:
             status, answer = state.metadata(connector, identity)
         log(status)
+        if endpoint == "oauth_token":
+            status, answer = _as_oauth(status, answer)
         self._send(status, answer)
 
     def _provider(
@@ -559,6 +576,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _oauth_client(authorization: str, body: bytes) -> tuple[str, str | None]:
+    """``(connector, oidc token)`` from HTTP Basic or form client credentials."""
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    client_id, secret = form.get("client_id", ""), form.get("client_secret")
+    if authorization.startswith("Basic "):
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            raw = base64.b64decode(authorization[6:]).decode()
+            user, _, password = raw.partition(":")
+            client_id, secret = unquote(user), unquote(password)
+    return client_id, secret
+
+
+def _as_oauth(status: int, answer: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A Connect answer in OAuth 2 token-endpoint shape (RFC 6749 section 5)."""
+    if status == 200:
+        expires_in = max(0, int(answer["expiresAt"] / 1000 - time.time()))
+        return 200, {
+            "access_token": answer["token"],
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        }
+    error = answer.get("error", {})
+    kind = "invalid_client" if status in (401, 403, 404) else "invalid_request"
+    return (401 if kind == "invalid_client" else 400), {
+        "error": kind,
+        "error_description": error.get("message", ""),
+    }
 
 
 def _public_identity(claims: Mapping[str, Any] | None) -> dict[str, Any] | None:

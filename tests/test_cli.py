@@ -18,13 +18,24 @@ from connect_auth.cli import EXIT_CODES
 from connect_auth.testing import ConnectEmulator
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items()
-                if k not in ("VERCEL_OIDC_TOKEN", "CONNECT_AUTH_BASE_URL", "VERCEL_REGION")}
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VERCEL_OIDC_TOKEN", "CONNECT_AUTH_BASE_URL", "VERCEL_REGION")
+    }
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "connect_auth", *args], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "connect_auth", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -50,17 +61,32 @@ def test_token_prints_the_bare_token(emu: ConnectEmulator, env: dict[str, str]) 
 def test_token_json_and_every_flag(emu: ConnectEmulator, tmp_path: Path) -> None:
     """--json prints the full response; --subject, --installation-id, --scopes, --base-url,
     --vercel-token and --timeout all reach the request."""
-    out = run("token", "github/acme-github", "--subject", "user:u_alice",
-              "--installation-id", "inst_gh_2", "--scopes", "repo:read, issues:write  pulls",
-              "--json", "--base-url", emu.url, "--vercel-token", emu.oidc_token(),
-              "--timeout", "5", cwd=tmp_path)
+    out = run(
+        "token",
+        "github/acme-github",
+        "--subject",
+        "user:u_alice",
+        "--installation-id",
+        "inst_gh_2",
+        "--scopes",
+        "repo:read, issues:write  pulls",
+        "--json",
+        "--base-url",
+        emu.url,
+        "--vercel-token",
+        emu.oidc_token(),
+        "--timeout",
+        "5",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["connector"]["uid"] == "github/acme-github"
     assert body["installationId"] == "inst_gh_2" and body["tenantId"] == "1002"
     assert body["token"] and body["expiresAt"] and body["tokenId"]
     assert emu.calls[-1].params == {
-        "subject": {"type": "user", "id": "u_alice"}, "installationId": "inst_gh_2",
+        "subject": {"type": "user", "id": "u_alice"},
+        "installationId": "inst_gh_2",
         "scopes": ["repo:read", "issues:write", "pulls"],
     }
 
@@ -87,7 +113,10 @@ def test_region_flag_builds_the_regional_host(tmp_path: Path) -> None:
     ],
 )
 def test_every_error_has_its_message_and_exit_code(
-    emu: ConnectEmulator, env: dict[str, str], setup: str | None, args: list[str],
+    emu: ConnectEmulator,
+    env: dict[str, str],
+    setup: str | None,
+    args: list[str],
     cls_name: str,
 ) -> None:
     """One line naming the error and one saying what to do; no traceback; the documented code."""
@@ -121,7 +150,8 @@ def test_missing_credential_exit_code(emu: ConnectEmulator, tmp_path: Path) -> N
 def test_dotenv_local_is_read(emu: ConnectEmulator, tmp_path: Path) -> None:
     """The credential can come from .env.local, as `vercel env pull` writes it."""
     (tmp_path / ".env.local").write_text(
-        f'# Created by Vercel CLI\nVERCEL_OIDC_TOKEN="{emu.oidc_token()}"\n')
+        f'# Created by Vercel CLI\nVERCEL_OIDC_TOKEN="{emu.oidc_token()}"\n'
+    )
     out = run("token", SLACK, env={"CONNECT_AUTH_BASE_URL": emu.url}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
 
@@ -147,8 +177,16 @@ def test_help_is_complete() -> None:
     """--help lists every flag and the exit codes."""
     out = run("token", "--help")
     assert out.returncode == 0
-    for flag in ("--subject", "--installation-id", "--scopes", "--json", "--base-url",
-                 "--region", "--vercel-token", "--timeout"):
+    for flag in (
+        "--subject",
+        "--installation-id",
+        "--scopes",
+        "--json",
+        "--base-url",
+        "--region",
+        "--vercel-token",
+        "--timeout",
+    ):
         assert flag in out.stdout
     for _, code, _ in EXIT_CODES:
         assert f"{code} " in out.stdout
@@ -158,8 +196,12 @@ def test_help_is_complete() -> None:
 
 def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
     """`connect-auth emulator` prints export lines that work; a bad token gets a 401 envelope."""
-    with subprocess.Popen([sys.executable, "-m", "connect_auth", "emulator", "--port", "0"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "connect_auth", "emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         _talk_to_emulator(proc)
     assert proc.returncode == 0
 
@@ -172,14 +214,18 @@ def _talk_to_emulator(proc: subprocess.Popen[str]) -> None:
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else ""
             if line.startswith("export "):
-                name, _, value = line[len("export "):].strip().partition("=")
+                name, _, value = line[len("export ") :].strip().partition("=")
                 exports[name] = value
         url = exports["CONNECT_AUTH_BASE_URL"] + "/v1/connect/token/slack%2Facme-slack"
-        ok = httpx.post(url, json={"subject": {"type": "app"}},
-                        headers={"Authorization": f"Bearer {exports['VERCEL_OIDC_TOKEN']}"})
+        ok = httpx.post(
+            url,
+            json={"subject": {"type": "app"}},
+            headers={"Authorization": f"Bearer {exports['VERCEL_OIDC_TOKEN']}"},
+        )
         assert ok.status_code == 200 and ok.json()["token"]
-        bad = httpx.post(url, json={"subject": {"type": "app"}},
-                         headers={"Authorization": "Bearer nope"})
+        bad = httpx.post(
+            url, json={"subject": {"type": "app"}}, headers={"Authorization": "Bearer nope"}
+        )
         assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthorized"
     finally:
         proc.send_signal(signal.SIGINT)

@@ -400,3 +400,30 @@ def test_export_lines_point_at_the_emulator(emu: ConnectEmulator) -> None:
     assert lines[0] == f"export CONNECT_AUTH_BASE_URL={emu.url}"
     token = lines[1].split("=", 1)[1]
     assert emu.verify_oidc(token) is not None
+
+
+def test_oauth_token_endpoint(emu: ConnectEmulator) -> None:
+    """/oauth/token issues app tokens for Basic or form client credentials."""
+    oidc = emu.oidc_token()
+    basic = httpx.post(
+        f"{emu.url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(quote(SLACK, safe=""), oidc),
+    )
+    assert basic.status_code == 200 and basic.json()["token_type"] == "Bearer"
+    assert 3500 < basic.json()["expires_in"] <= 3600
+    token = basic.json()["access_token"]
+    assert (
+        httpx.get(emu.provider_url(SLACK), headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    form = httpx.post(
+        f"{emu.url}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": SLACK, "client_secret": oidc},
+    )
+    assert form.status_code == 200
+    bad = httpx.post(
+        f"{emu.url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(SLACK, "forged")
+    )
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    assert [c.endpoint for c in emu.calls] == ["oauth_token"] * 3

@@ -37,12 +37,33 @@ def test_public_all_is_sorted_and_complete() -> None:
 
 def test_issue_contract_names_exist() -> None:
     """The names the token API issue lists are all importable from connect_auth."""
-    contract = """get_token get_token_response aget_token aget_token_response revoke_token
-    arevoke_token delete_token_cache_entry clear_token_cache ConnectClient AppSubject UserSubject
-    JwtBearerSubject TokenExchangeSubject TokenResponse ConnectorRef ConnectError
-    NoValidTokenError UserAuthorizationRequiredError ConnectorInstallationRequiredError
-    ConnectorNotFoundError ClientNotLinkedToProjectError ClientNotEnabledForEnvironmentError
-    OidcTokenError ConnectUnavailableError ConnectResponseError""".split()
+    contract = [
+        "get_token",
+        "get_token_response",
+        "aget_token",
+        "aget_token_response",
+        "revoke_token",
+        "arevoke_token",
+        "delete_token_cache_entry",
+        "clear_token_cache",
+        "ConnectClient",
+        "AppSubject",
+        "UserSubject",
+        "JwtBearerSubject",
+        "TokenExchangeSubject",
+        "TokenResponse",
+        "ConnectorRef",
+        "ConnectError",
+        "NoValidTokenError",
+        "UserAuthorizationRequiredError",
+        "ConnectorInstallationRequiredError",
+        "ConnectorNotFoundError",
+        "ClientNotLinkedToProjectError",
+        "ClientNotEnabledForEnvironmentError",
+        "OidcTokenError",
+        "ConnectUnavailableError",
+        "ConnectResponseError",
+    ]
     missing = [n for n in contract if not hasattr(connect_auth, n)]
     assert missing == []
 

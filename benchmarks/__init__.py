@@ -1,0 +1,1 @@
+"""connect_auth benchmarks: ``python -m benchmarks.run`` (see run.py)."""
