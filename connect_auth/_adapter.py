@@ -93,8 +93,13 @@ class ConnectAuthBase:
     Args:
         connector: the connector uid (``"slack/acme-slack"``) or id.
         subject: who the token represents (a subject class or a TS-style dict).
-        installation_id, audience, scopes, resources, authorization_details,
-            validity_buffer_ms, vercel_token: as for :func:`connect_auth.get_token`.
+        installation_id: as for :func:`connect_auth.get_token`.
+        audience: as for :func:`connect_auth.get_token`.
+        scopes: as for :func:`connect_auth.get_token`.
+        resources: as for :func:`connect_auth.get_token`.
+        authorization_details: as for :func:`connect_auth.get_token`.
+        validity_buffer_ms: as for :func:`connect_auth.get_token`.
+        vercel_token: the Vercel credential; by default looked up per request.
         client: the :class:`~connect_auth.ConnectClient` to use; by default the
             process-wide one, so adapters and ``get_token`` share tokens.
         refresh_on: statuses that mean "this token was refused".

@@ -124,6 +124,7 @@ class IssuedToken:
     subject: dict[str, Any]
     installation_id: str | None
     expires_at_ms: int
+    project_id: str | None = None
     revoked: bool = False
 
 
@@ -329,7 +330,7 @@ class EmulatorState:
                     f"The grant for this subject on {spec.uid} "
                     "was revoked at the provider; authorize again",
                 )
-            return 200, self._mint(spec, subject, inst_id)
+            return 200, self._mint(spec, subject, inst_id, identity.get("project_id"))
 
     def revoke_tokens(
         self, connector: str, body: Mapping[str, Any], identity: Mapping[str, Any]
@@ -436,7 +437,11 @@ class EmulatorState:
         return None
 
     def _mint(
-        self, spec: ConnectorSpec, subject: dict[str, Any], inst_id: str | None
+        self,
+        spec: ConnectorSpec,
+        subject: dict[str, Any],
+        inst_id: str | None,
+        project_id: str | None,
     ) -> dict[str, Any]:
         token = f"emu_{spec.type}_{secrets.token_urlsafe(24)}"
         issued = IssuedToken(
@@ -446,6 +451,7 @@ class EmulatorState:
             subject=dict(subject),
             installation_id=inst_id,
             expires_at_ms=int((self._clock() + spec.token_ttl) * 1000),
+            project_id=project_id,
         )
         self._tokens[token] = issued
         inst = next((i for i in spec.installations if i.id == inst_id), None)

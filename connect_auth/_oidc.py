@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._errors import OidcTokenError
 
@@ -74,7 +74,7 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
     other case (a new token, an expired one, nothing set) returns None and is
     left to :func:`resolve_credential`.
     """
-    value = explicit if explicit is not None else (_scoped.get() or os.environ.get(_ENV))
+    value = explicit if explicit is not None else (_scoped.get() or _env_token())
     last = _last
     if value is None or value != last[0]:
         return None
@@ -87,7 +87,7 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     if explicit is None:
         scoped = _scoped.get()
         # The common case inline: this runs on every cached call.
-        value = scoped if scoped is not None else os.environ.get(_ENV)
+        value = scoped if scoped is not None else _env_token()
         source = "the x-vercel-oidc-token request header" if scoped is not None else _ENV
         if not value:
             value, source = _lookup(None, fresh_file=False)
@@ -108,6 +108,27 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
                 code="oidc_token_expired",
             )
     return cred
+
+
+# os.environ decodes a fresh copy of the ~1 kB JWT on every read. Its raw value
+# object stays the same until the variable changes, so remember the decoded
+# string per raw object: same answer as os.environ.get, without the copy.
+_environ_raw: Any = getattr(os.environ, "_data", None)
+_ENV_RAW_KEY: Any = getattr(os.environ, "encodekey", lambda k: k)(_ENV)
+_env_seen: tuple[object, str | None] = (object(), None)
+
+
+def _env_token() -> str | None:
+    global _env_seen
+    if _environ_raw is None:  # not CPython's os._Environ: read it plainly
+        return os.environ.get(_ENV)
+    raw = _environ_raw.get(_ENV_RAW_KEY)
+    seen = _env_seen
+    if raw is seen[0] and raw is not None:
+        return seen[1]
+    value = os.environ.get(_ENV)
+    _env_seen = (raw, value)
+    return value
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -133,7 +154,7 @@ def _lookup(explicit: str | None, *, fresh_file: bool) -> tuple[str, str]:
     scoped = _scoped.get()
     if scoped is not None:
         return scoped, "the x-vercel-oidc-token request header"
-    env = os.environ.get(_ENV)
+    env = _env_token()
     if env:
         return env, _ENV
     found = _from_dotenv(Path.cwd(), fresh=fresh_file)

@@ -84,7 +84,9 @@ class ConnectEmulator:
             showing a different rule).
         host: interface to bind (loopback only).
         port: 0 picks a free port.
-        project_id, owner_id, environment: the identity :meth:`oidc_token` mints by default.
+        project_id: the project :meth:`oidc_token` mints tokens for by default.
+        owner_id: the team :meth:`oidc_token` mints tokens for by default.
+        environment: the environment :meth:`oidc_token` mints tokens for by default.
 
     Controls (all thread-safe): :meth:`revoke`, :meth:`expire_all`,
     :meth:`fail_next`, :meth:`drop_next`, :meth:`stall_next`, :attr:`latency`,

@@ -1,0 +1,28 @@
+"""Smoke test: every benchmark case runs end to end at a tiny size and reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import run
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    """All five cases run; the report, JSON and chart are written; exact counts hold."""
+    run.main(["--scale", "0.003", "--out", str(tmp_path)])  # timing targets are noise here
+    results = json.loads((tmp_path / "results.json").read_text())
+    for case in run.CASES:
+        assert case in results
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+    report = (tmp_path / "results.md").read_text()
+    assert "| connect_auth |" in report and "PASS" in report
+    for mode in ("sync", "async"):
+        assert results["cold_herd"][mode]["connect_auth"] == {"calls": 1, "failures": 0}
+    assert results["storm"]["connect_auth"] == {"refreshes": 1, "failures": 0}
+    assert results["cache_scaling"]["cache_size"] == 100
+    per = results["per_request"]
+    assert {"httpx sync", "httpx2 sync", "httpx async", "requests"} <= set(per)
+    assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
+    names = {t["name"] for t in results["targets"]}
+    assert "cached get_token >= 10x faster than vercel-connect" in names
