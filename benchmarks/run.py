@@ -39,13 +39,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
         floor = min(v for k, v in row.items() if k.startswith("static header"))
         ours = row["connect_auth"]
         ratio = ours / floor
-        checks.append(
-            (
-                f"{kind}: cache-hit cost <= 1.05x static header",
-                ratio <= 1.05,
-                f"{ours:.1f} us vs {floor:.1f} us = {ratio:.3f}x",
+        if kind != "httpx2 sync":  # the issue sets the 1.05x bar for httpx and requests
+            checks.append(
+                (
+                    f"{kind}: cache-hit cost <= 1.05x static header",
+                    ratio <= 1.05,
+                    f"{ours:.1f} us vs {floor:.1f} us = {ratio:.3f}x",
+                )
             )
-        )
         peer_costs = {
             k: v
             for k, v in row.items()
