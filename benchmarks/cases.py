@@ -58,27 +58,6 @@ def interleaved(variants: dict[str, Callable[[], None]], n: int, repeats: int) -
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def interleaved_async(
-    variants: dict[str, Callable[[], Awaitable[None]]], n: int, repeats: int
-) -> dict[str, float]:
-    """:func:`interleaved` for coroutines, in one event loop."""
-
-    async def main() -> dict[str, float]:
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-        for fn in variants.values():
-            for _ in range(max(3, n // 20)):
-                await fn()
-        for _ in range(repeats):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                for _ in range(n):
-                    await fn()
-                samples[name].append((time.perf_counter() - start) / n * 1e6)
-        return {name: statistics.median(values) for name, values in samples.items()}
-
-    return asyncio.run(main())
-
-
 class StubAdapter(requests.adapters.BaseAdapter):
     """An in-memory requests transport: answers 200 without any I/O."""
 

@@ -291,11 +291,9 @@ class EmulatorState:
     def issue(self, connector: str, body: Mapping[str, Any], identity: Mapping[str, Any]) -> Answer:
         """``POST /v1/connect/token/{connector}``."""
         with self._lock:
-            spec = self.connectors.get(connector)
-            refused = self._refuse(spec, connector, identity)
-            if refused is not None:
-                return refused
-            assert spec is not None
+            spec = self._linked(connector, identity)
+            if not isinstance(spec, ConnectorSpec):
+                return spec  # the refusal
             subject = body.get("subject")
             bad = _check_body(body)
             if bad is not None:
@@ -337,11 +335,9 @@ class EmulatorState:
     ) -> Answer:
         """``DELETE /v1/connect/connectors/{connector}/tokens``."""
         with self._lock:
-            spec = self.connectors.get(connector)
-            refused = self._refuse(spec, connector, identity)
-            if refused is not None:
-                return refused
-            assert spec is not None
+            spec = self._linked(connector, identity)
+            if not isinstance(spec, ConnectorSpec):
+                return spec  # the refusal
             subject = body.get("subject")
             if subject is not None and not (
                 isinstance(subject, dict) and isinstance(subject.get("type"), str)
@@ -370,11 +366,9 @@ class EmulatorState:
     def metadata(self, connector: str, identity: Mapping[str, Any]) -> Answer:
         """``GET /v1/connect/connectors/{connector}``."""
         with self._lock:
-            spec = self.connectors.get(connector)
-            refused = self._refuse(spec, connector, identity)
-            if refused is not None:
-                return refused
-            assert spec is not None
+            spec = self._linked(connector, identity)
+            if not isinstance(spec, ConnectorSpec):
+                return spec  # the refusal
             return 200, {
                 "id": spec.id,
                 "uid": spec.uid,
@@ -419,9 +413,9 @@ class EmulatorState:
             raise KeyError(f"no connector {connector!r} in the emulator")
         return spec
 
-    def _refuse(
-        self, spec: ConnectorSpec | None, connector: str, identity: Mapping[str, Any]
-    ) -> Answer | None:
+    def _linked(self, connector: str, identity: Mapping[str, Any]) -> ConnectorSpec | Answer:
+        """The connector if the caller's project and environment may use it, else the refusal."""
+        spec = self.connectors.get(connector)
         if spec is None:
             return _error(404, "not_found", f"Connector {connector!r} not found")
         envs = spec.links.get(str(identity.get("project_id")))
@@ -434,7 +428,7 @@ class EmulatorState:
                 f"Connector {spec.uid} is not enabled for the "
                 f"{identity.get('environment')!r} environment of this project",
             )
-        return None
+        return spec
 
     def _mint(
         self,

@@ -7,7 +7,6 @@ real event loop) with a ConnectAuth attached, and sends real HTTP requests.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import httpx2
 import requests
+from helpers import run_in_threads
 
 from connect_auth.httpx import ConnectAuth as HttpxAuth
 from connect_auth.httpx2 import ConnectAuth as Httpx2Auth
@@ -56,30 +56,12 @@ class Driver:
         raise NotImplementedError
 
 
-def _threaded(n: int, call: Callable[[], Result]) -> list[Result]:
-    barrier = threading.Barrier(n)
-    out: list[Result] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            r = call()
-            with lock:
-                out.append(r)
-        except BaseException as exc:
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def _threaded(n: int, call: Callable[[], Any]) -> list[Any]:
+    """n barrier-released threads; the first error is raised."""
+    results, errors = run_in_threads(n, call)
     if errors:
         raise errors[0]
-    return out
+    return results
 
 
 class _HttpxSync(Driver):

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
-from helpers import APP, SLACK
+from helpers import APP, SLACK, run_in_threads
 
 from connect_auth import ConnectClient, ConnectorNotFoundError
 from connect_auth.testing import ConnectEmulator
 
 
-def _run_threads(n: int, target: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Start n threads that all call target at once (barrier), collect results/errors."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            value = target()
-            with lock:
-                results.append(value)
-        except BaseException as exc:  # collected for the assertions
-            with lock:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
-
-
 def test_64_threads_one_call(client: ConnectClient, emulator: ConnectEmulator) -> None:
     """64 threads on one cold key: exactly one Connect call, one token for all."""
     emulator.latency = 0.3
-    results, errors = _run_threads(64, lambda: client.get_token(SLACK, subject=APP))
+    results, errors = run_in_threads(64, lambda: client.get_token(SLACK, subject=APP))
     assert errors == [] and len(results) == 64 and len(set(results)) == 1
     assert emulator.token_calls() == 1
 
@@ -53,7 +27,7 @@ def test_error_reaches_every_waiting_thread(
 ) -> None:
     """The shared fetch's error is raised in all 32 threads; one call was made."""
     emulator.latency = 0.3
-    results, errors = _run_threads(32, lambda: client.get_token("nope/x", subject=APP))
+    results, errors = run_in_threads(32, lambda: client.get_token("nope/x", subject=APP))
     assert results == [] and len(errors) == 32
     assert all(isinstance(e, ConnectorNotFoundError) for e in errors)
     assert emulator.token_calls() == 1
@@ -72,7 +46,7 @@ def test_distinct_keys_fetch_independently(
             i = next(counter) % 8
         return client.get_token(SLACK, subject={"type": "jwt-bearer", "sub": f"s{i}"})
 
-    results, errors = _run_threads(64, target)
+    results, errors = run_in_threads(64, target)
     assert errors == [] and len(set(results)) == 8
     assert emulator.token_calls() == 8
 
