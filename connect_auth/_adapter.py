@@ -20,6 +20,7 @@ __all__ = [
     "ConnectAuthBase",
     "HttpxFlow",
     "Rewind",
+    "no_rewind",
     "origin_of",
     "rewinder",
     "same_origin",
@@ -55,7 +56,7 @@ def rewinder(body: object) -> Rewind | None:
     (generators, iterators, async iterators, pipes) cannot be replayed.
     """
     if body is None or isinstance(body, bytes | bytearray | str | memoryview):
-        return _nothing
+        return no_rewind
     seekable = getattr(body, "seekable", None)
     if callable(seekable) and hasattr(body, "tell") and hasattr(body, "seek"):
         try:
@@ -67,7 +68,8 @@ def rewinder(body: object) -> Rewind | None:
     return None
 
 
-def _nothing() -> None:
+def no_rewind() -> None:
+    """The rewind of a body that needs none (bytes, str, empty)."""
     return None
 
 
@@ -334,12 +336,12 @@ class HttpxFlow(ConnectAuthBase):
 
     def _rewinder(self, stream: Any) -> Rewind | None:
         if isinstance(stream, self._byte_stream):
-            return _nothing
+            return no_rewind
         fields = getattr(stream, "fields", None)
         if fields is not None:  # multipart: httpx itself seeks each file to 0 per send
             files = [getattr(f, "file", None) for f in fields]
             ok = all(f is None or rewinder(f) is not None for f in files)
-            return _nothing if ok else None
+            return no_rewind if ok else None
         inner = getattr(stream, "_stream", None)  # IteratorByteStream over a file object
         if inner is not None and hasattr(inner, "read"):
             return rewinder(inner)

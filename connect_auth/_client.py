@@ -230,7 +230,10 @@ class ConnectClient:
             return hit
         assert flight is not None
         if flight.leader:
-            self._executor().submit(self._run_flight, flight)
+            try:
+                self._executor().submit(self._run_flight, flight)
+            except BaseException as exc:  # closed client: fail the flight, strand no waiter
+                self._settle(flight, exc)
         return await wait_async(flight.future)
 
     def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
@@ -269,6 +272,7 @@ class ConnectClient:
     def close(self) -> None:
         """Close HTTP connections and the worker threads."""
         with self._lock:
+            self._closed = True
             http, pool, self._http, self._pool = self._http, self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False)
@@ -343,9 +347,7 @@ class ConnectClient:
         try:
             response = self._fetch(request, flight.cred)
         except BaseException as exc:
-            with self._lock:
-                self._flights.pop(key, None)
-            flight.future.set_exception(exc)
+            self._settle(flight, exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -355,6 +357,12 @@ class ConnectClient:
                 self._cache.put(key, response)
             self._flights.pop(key, None)
         flight.future.set_result(response)
+
+    def _settle(self, flight: _Flight, exc: BaseException) -> None:
+        """End a flight with an error: every waiter gets it, and nothing is cached."""
+        with self._lock:
+            self._flights.pop(flight.key, None)
+        flight.future.set_exception(exc)
 
     def _fetch(self, request: TokenRequest, cred: Credential) -> TokenResponse:
         url = self.base_url + connector_path("/v1/connect/token/", request.connector)
@@ -426,6 +434,7 @@ class ConnectClient:
 
     def _http_client(self) -> httpx.Client:
         with self._lock:
+            self._check_open()
             if self._http is None:
                 self._http = httpx.Client(
                     transport=self._transport,
@@ -438,8 +447,13 @@ class ConnectClient:
                 )
             return self._http
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ConnectClient is closed; create a new one to fetch tokens")
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
+            self._check_open()
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     max_workers=self._max_workers, thread_name_prefix="connect_auth-fetch"

@@ -7,7 +7,7 @@ from typing import Any
 import requests
 import requests.auth
 
-from ._adapter import ConnectAuthBase, Rewind, origin_of, rewinder, same_origin
+from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
 
 __all__ = ["ConnectAuth"]
 
@@ -25,15 +25,19 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
     """
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        url = r.url or ""
-        if self.hosts is not None and not self.applies_to(origin_of(url)[1]):
+        if self.hosts is not None and not self.applies_to(origin_of(r.url or "")[1]):
             return r
         token = self.token()
         r.headers["Authorization"] = "Bearer " + token
-        # What the hook needs rides on the request itself: requests copies hooks, not
-        # attributes, onto redirected requests, so a redirected answer finds nothing
-        # and is never acted on (no token can follow a redirect through a resend).
-        r._connect_auth = (url, token, rewinder(r.body))  # type: ignore[attr-defined]
+        body = r.body
+        # What the hook needs rides on this request object itself. requests copies
+        # hooks, never attributes, onto redirected requests and resends, so an
+        # answer to any request but this one finds nothing and is never acted on:
+        # no token can follow a redirect through a refresh-and-resend.
+        r._connect_auth = (  # type: ignore[attr-defined]
+            token,
+            no_rewind if body is None or type(body) is bytes else rewinder(body),
+        )
         r.hooks["response"].append(self._on_response)
         return r
 
@@ -42,12 +46,10 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
         if status not in self.refresh_on and self.refresh_if is None:
             return response  # the common case, decided without parsing anything
         sent = response.request
-        context: tuple[str, str, Rewind | None] | None = getattr(sent, "_connect_auth", None)
+        context: tuple[str, Rewind | None] | None = getattr(sent, "_connect_auth", None)
         if context is None:
             return response  # a redirected request, or a resend: never act on it
-        url, token, rewind = context
-        if not same_origin(sent.url or "", url):
-            return response
+        token, rewind = context
         body = response.content if self.needs_body(status) else None
         if not self.wants_refresh(status, body):
             return response

@@ -428,3 +428,19 @@ async def test_async_api(emulator: ConnectEmulator, anyio_backend: str) -> None:
     async with ConnectClient(base_url=emulator.url, vercel_token=emulator.oidc_token()) as c:
         with pytest.raises(ConnectorNotFoundError):
             await c.aget_token("nope/x", subject=APP)
+
+
+@pytest.mark.anyio
+async def test_closed_client_refuses_to_fetch(
+    emulator: ConnectEmulator, anyio_backend: str
+) -> None:
+    """After close(), a fetch raises RuntimeError (sync and async); no waiter is stranded."""
+    c = ConnectClient(base_url=emulator.url, vercel_token=emulator.oidc_token())
+    cached = c.get_token(SLACK, subject=APP)
+    await c.aclose()
+    assert c.get_token(SLACK, subject=APP) == cached  # the cache needs no connection
+    with pytest.raises(RuntimeError, match="closed"):
+        c.get_token(SLACK, subject=UserSubject("u_alice"))
+    with pytest.raises(RuntimeError, match="closed"):
+        await c.aget_token(SLACK, subject=UserSubject("u_alice"))
+    assert c._flights == {}
