@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
-import sniffio
 
 __all__ = ["result_of", "wait_async"]
 
@@ -42,16 +42,19 @@ async def wait_async(future: Future[T]) -> T:
 
 def _loop_notifier(callback: Callable[[], object]) -> Callable[[], None]:
     """A thread-safe function that runs ``callback`` on the current event loop."""
-    if sniffio.current_async_library() == "trio":
-        import trio
+    trio: Any = sys.modules.get("trio")  # only a trio program has imported trio
+    if trio is not None:
+        try:
+            token = trio.lowlevel.current_trio_token()
+        except RuntimeError:  # trio is imported, but this is not a trio run
+            token = None
+        if token is not None:
 
-        token = trio.lowlevel.current_trio_token()
+            def notify_trio() -> None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(callback)
 
-        def notify_trio() -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(callback)
-
-        return notify_trio
+            return notify_trio
     loop = asyncio.get_running_loop()
 
     def notify_asyncio() -> None:
