@@ -6,7 +6,12 @@ the logic is the same :class:`~connect_auth._adapter.HttpxFlow` as for httpx.
 
 from __future__ import annotations
 
-import httpx2
+try:
+    import httpx2
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError(
+        "connect_auth.httpx2 needs httpx2: pip install 'connect-auth[httpx2]'"
+    ) from exc
 
 from ._adapter import HttpxFlow
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-import requests.auth
+try:
+    import requests
+    import requests.auth
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError(
+        "connect_auth.requests needs requests: pip install 'connect-auth[requests]'"
+    ) from exc
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
 

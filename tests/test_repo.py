@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from pathlib import Path
+
+import pytest
 
 import connect_auth
 
@@ -79,3 +83,13 @@ def test_every_error_subclasses_connect_error() -> None:
     errors = [getattr(connect_auth, n) for n in connect_auth.__all__ if n.endswith("Error")]
     assert len(errors) == 10
     assert all(issubclass(e, connect_auth.ConnectError) for e in errors)
+
+
+def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing an adapter without its library names the extra to install."""
+    for module, extra in (("httpx2", "httpx2"), ("requests", "requests")):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+        monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
+        with pytest.raises(ImportError, match=rf"connect-auth\[{extra}\]"):
+            importlib.import_module(f"connect_auth.{module}")
+        monkeypatch.undo()
