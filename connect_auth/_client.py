@@ -28,7 +28,7 @@ from ._models import (
     TokenResponse,
     coerce_subject,
 )
-from ._oidc import Credential, recent_credential, resolve_credential
+from ._oidc import Credential, resolve_credential
 from ._protocol import (
     TRANSIENT_STATUSES,
     connector_path,
@@ -178,7 +178,7 @@ class ConnectClient:
         subject_key = request.key.subject_key
         with self._lock:
             self._cache.delete_where(
-                lambda k: _key_connector(k) == connector and _key_subject(k) == subject_key
+                lambda k: k[0].connector == connector and k[0].subject_key == subject_key
             )
         log.debug(
             "connect_auth: revoked tokens of a %s subject for %s",
@@ -235,21 +235,6 @@ class ConnectClient:
             except BaseException as exc:  # closed client: fail the flight, strand no waiter
                 self._settle(flight, exc)
         return await wait_async(flight.future)
-
-    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
-        """The cached token for ``request`` if fresh, else None; no I/O and no lock.
-
-        The adapters' per-request path: it only answers when the credential is
-        the one seen last, so anything unusual falls through to :meth:`token_for`.
-        """
-        now = self._clock()
-        cred = recent_credential(vercel_token or self._vercel_token, now)
-        if cred is None:
-            return None
-        hit = self._cache.get_fresh_unlocked(
-            (request.key, cred.digest), now * 1000.0, request.buffer_ms
-        )
-        return None if hit is None else hit.token
 
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None
@@ -317,11 +302,7 @@ class ConnectClient:
     ) -> tuple[TokenResponse | None, _Flight | None]:
         """A fresh hit, or (under the lock) the in-flight fetch to wait on or a new one to lead."""
         now = self._clock()
-        if vercel_token is None:
-            vercel_token = self._vercel_token
-        elif not isinstance(vercel_token, str) or not vercel_token:
-            raise ValueError("vercel_token must be a non-empty string or None")
-        cred = resolve_credential(vercel_token, now=now)
+        cred = resolve_credential(self._pick_token(vercel_token), now=now)
         key = (request.key, cred.digest)
         if not force:
             hit = self._cache.get_fresh_unlocked(key, now * 1000.0, request.buffer_ms)
@@ -521,14 +502,6 @@ def _parse_token(r: httpx.Response) -> TokenResponse:
 
 def _accept_any(r: httpx.Response) -> None:
     return None
-
-
-def _key_connector(key: CacheKey) -> object:
-    return key[0].connector
-
-
-def _key_subject(key: CacheKey) -> object:
-    return key[0].subject_key
 
 
 def _path(url: str) -> str:
