@@ -7,6 +7,7 @@ returns plain data (dicts of numbers) for the report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import json
@@ -360,50 +361,57 @@ def cold_herd(scale: float) -> dict[str, Any]:
         return emu
 
     with peers.quiet():
-        emu = fresh()
-        with (
-            ConnectClient(base_url=emu.url, vercel_token=emu.oidc_token()) as cc,
-            httpx.Client(auth=HttpxConnectAuth(SLACK, subject=APP, client=cc)) as h,
-        ):
-            url = emu.provider_url(SLACK)
-            fails = _threads(n_threads, lambda: h.get(url).raise_for_status())
-            sync["connect_auth"] = {"calls": emu.token_calls(), "failures": fails}
-        emu.stop()
-
-        emu = fresh()
-        with peers.vercel_connect_sync(emu.url) as vc, environment(emu):
-            fails = _threads(n_threads, vc)
-            sync["vercel-connect"] = {"calls": emu.token_calls(), "failures": fails}
-        emu.stop()
-
-        emu = fresh()
-        session = peers.google_session(emu.url, emu.oidc_token(), None, None)
-        url = emu.provider_url(SLACK)
-        fails = _threads(n_threads, lambda: session.get(url).raise_for_status())
-        sync["google-auth"] = {"calls": emu.token_calls(), "failures": fails}
-        session.close()
-        emu.stop()
-
-        emu = fresh()
-        client = peers.authlib_client(emu.url, emu.oidc_token(), asynchronous=False)
-        url = emu.provider_url(SLACK)
-        fails = _threads(n_threads, lambda: client.get(url).raise_for_status())
-        sync["authlib"] = {"calls": emu.token_calls(), "failures": fails}
-        client.close()
-        emu.stop()
-
-        emu = fresh()
-        with httpx.Client(auth=peers.httpx_auth_client_credentials(emu.url, emu.oidc_token())) as h:
-            url = emu.provider_url(SLACK)
-            fails = _threads(n_threads, lambda: h.get(url).raise_for_status())
-        sync["httpx-auth"] = {"calls": emu.token_calls(), "failures": fails}
-        emu.stop()
-
+        for name, make in _sync_herds().items():
+            emu = fresh()
+            with contextlib.ExitStack() as stack:
+                fails = _threads(n_threads, make(emu, stack))
+            sync[name] = {"calls": emu.token_calls(), "failures": fails}
+            emu.stop()
         for name, runner in _async_herds().items():
             emu = fresh()
             asyn[name] = asyncio.run(runner(emu, n_tasks))
             emu.stop()
     return result
+
+
+def _sync_herds() -> dict[
+    str, Callable[[ConnectEmulator, contextlib.ExitStack], Callable[[], Any]]
+]:
+    """Per library: set up in the stack, return what each thread calls for its first request."""
+
+    def first_request(client: Any, emu: ConnectEmulator) -> Callable[[], Any]:
+        url = emu.provider_url(SLACK)
+        return lambda: client.get(url).raise_for_status()
+
+    def ours(emu: ConnectEmulator, stack: contextlib.ExitStack) -> Callable[[], Any]:
+        cc = stack.enter_context(ConnectClient(base_url=emu.url, vercel_token=emu.oidc_token()))
+        auth = HttpxConnectAuth(SLACK, subject=APP, client=cc)
+        return first_request(stack.enter_context(httpx.Client(auth=auth)), emu)
+
+    def vercel(emu: ConnectEmulator, stack: contextlib.ExitStack) -> Callable[[], Any]:
+        get = stack.enter_context(peers.vercel_connect_sync(emu.url))
+        stack.enter_context(environment(emu))
+        return get
+
+    def google(emu: ConnectEmulator, stack: contextlib.ExitStack) -> Callable[[], Any]:
+        session = peers.google_session(emu.url, emu.oidc_token(), None, None)
+        return first_request(stack.enter_context(session), emu)
+
+    def authlib(emu: ConnectEmulator, stack: contextlib.ExitStack) -> Callable[[], Any]:
+        client = peers.authlib_client(emu.url, emu.oidc_token(), asynchronous=False)
+        return first_request(stack.enter_context(client), emu)
+
+    def httpx_auth(emu: ConnectEmulator, stack: contextlib.ExitStack) -> Callable[[], Any]:
+        auth = peers.httpx_auth_client_credentials(emu.url, emu.oidc_token())
+        return first_request(stack.enter_context(httpx.Client(auth=auth)), emu)
+
+    return {
+        "connect_auth": ours,
+        "vercel-connect": vercel,
+        "google-auth": google,
+        "authlib": authlib,
+        "httpx-auth": httpx_auth,
+    }
 
 
 def _async_herds() -> dict[str, Callable[[ConnectEmulator, int], Awaitable[Row]]]:
