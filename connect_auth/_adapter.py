@@ -181,7 +181,11 @@ class ConnectAuthBase:
 
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
-        return self.client.token_for(self.request, self.vercel_token).token
+        client = self._client or default_client()  # not the property: this is the hot path
+        token = client.cached(self.request, self.vercel_token)
+        return (
+            token if token is not None else client.token_for(self.request, self.vercel_token).token
+        )
 
     async def atoken(self) -> str:
         """A valid token without blocking the event loop."""

@@ -37,15 +37,14 @@ class TokenCache:
         return len(self._data)
 
     def get_fresh(self, key: Hashable, now_ms: float, buffer_ms: float) -> TokenResponse | None:
-        """The entry if it is still fresh (and mark it used); a stale one is dropped."""
-        entry = self._data.get(key)
+        """The entry if it is still fresh (and mark it used); a stale one is dropped.
+
+        Call it under the owner's lock: dropping is a check-then-act.
+        """
+        entry = self.get_fresh_unlocked(key, now_ms, buffer_ms)
         if entry is None:
-            return None
-        if is_fresh(entry.expires_at, now_ms, buffer_ms):
-            self._data.move_to_end(key)
-            return entry
-        del self._data[key]
-        return None
+            self._data.pop(key, None)  # missing, or stale
+        return entry
 
     def get_fresh_unlocked(
         self, key: Hashable, now_ms: float, buffer_ms: float

@@ -28,7 +28,7 @@ from ._models import (
     TokenResponse,
     coerce_subject,
 )
-from ._oidc import Credential, resolve_credential
+from ._oidc import Credential, recent_credential, resolve_credential
 from ._protocol import (
     TRANSIENT_STATUSES,
     connector_path,
@@ -236,6 +236,23 @@ class ConnectClient:
                 self._settle(flight, exc)
         return await wait_async(flight.future)
 
+    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
+        """The cached token for ``request`` if fresh, else None; no I/O and no lock.
+
+        The adapters' per-request path: it only answers when the credential is
+        the one seen last, so anything unusual falls through to :meth:`token_for`.
+        Deliberately a second, narrower path beside :meth:`_join`: folding it in
+        was measured at +0.5 us per adapted request, the margin of the 1.05x goal.
+        """
+        now = self._clock()
+        cred = recent_credential(vercel_token or self._vercel_token, now)
+        if cred is None:
+            return None
+        hit = self._cache.get_fresh_unlocked(
+            (request.key, cred.digest), now * 1000.0, request.buffer_ms
+        )
+        return None if hit is None else hit.token
+
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None
     ) -> bool:
@@ -302,7 +319,12 @@ class ConnectClient:
     ) -> tuple[TokenResponse | None, _Flight | None]:
         """A fresh hit, or (under the lock) the in-flight fetch to wait on or a new one to lead."""
         now = self._clock()
-        cred = resolve_credential(self._pick_token(vercel_token), now=now)
+        # _pick_token's rule, inline: this is every cached call's path.
+        if vercel_token is None:
+            vercel_token = self._vercel_token
+        elif not isinstance(vercel_token, str) or not vercel_token:
+            raise ValueError("vercel_token must be a non-empty string or None")
+        cred = resolve_credential(vercel_token, now=now)
         key = (request.key, cred.digest)
         if not force:
             hit = self._cache.get_fresh_unlocked(key, now * 1000.0, request.buffer_ms)

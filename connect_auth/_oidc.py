@@ -27,6 +27,7 @@ __all__ = [
     "Credential",
     "oidc_token_scope",
     "parse_dotenv",
+    "recent_credential",
     "resolve_credential",
 ]
 
@@ -47,6 +48,9 @@ class Credential(NamedTuple):
         return f"Credential(digest={self.digest[:12]!r}...)"
 
 
+_last: tuple[str, tuple[Credential, float | None]] = ("", (Credential("", ""), None))
+
+
 @contextlib.contextmanager
 def oidc_token_scope(token: str | None) -> Iterator[None]:
     """Use ``token`` as the Vercel OIDC token for calls made inside this block.
@@ -63,10 +67,34 @@ def oidc_token_scope(token: str | None) -> Iterator[None]:
         _scoped.reset(reset)
 
 
+def recent_credential(explicit: str | None, now: float) -> Credential | None:
+    """The credential if it is the one seen last and still unexpired, else None.
+
+    The cache-hit path of the adapters: one env read and one comparison. Any
+    other case (a new token, an expired one, nothing set) returns None and is
+    left to :func:`resolve_credential`.
+    """
+    value = explicit if explicit is not None else (_scoped.get() or _env_token())
+    last = _last
+    if value is None or value != last[0]:
+        return None
+    cred, exp = last[1]
+    return cred if exp is None or exp > now else None
+
+
 def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     """The credential to send, or :class:`OidcTokenError` saying how to get one."""
-    value, source = _lookup(explicit, fresh_file=False)
-    cred, exp = _facts_of(value)
+    if explicit is None:
+        scoped = _scoped.get()
+        # The common case inline: this runs on every cached call.
+        value = scoped if scoped is not None else _env_token()
+        source = "the x-vercel-oidc-token request header" if scoped is not None else _ENV
+        if not value:
+            value, source = _lookup(None, fresh_file=False)
+    else:
+        value, source = explicit, "the vercel_token argument"
+    last = _last
+    cred, exp = last[1] if value == last[0] else _facts_of(value)
     if exp is not None and exp <= now:
         if source in (_ENV, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
@@ -160,12 +188,19 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
 
 def _facts_of(token: str) -> tuple[Credential, float | None]:
     """``(credential, exp)`` for a token, memoized; ``exp`` is None for non-JWTs."""
+    global _last
+    last = _last
+    # os.environ hands out a new string each time: comparing with the last one
+    # is cheaper than hashing a ~1 kB JWT for the dict lookup.
+    if token == last[0]:
+        return last[1]
     facts = _facts.get(token)
     if facts is None:
         if len(_facts) >= _FACTS_MAX:
             _facts.clear()
         facts = (Credential(token, hashlib.sha256(token.encode()).hexdigest()), _jwt_exp(token))
         _facts[token] = facts
+    _last = (token, facts)
     return facts
 
 

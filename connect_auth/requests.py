@@ -12,7 +12,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.requests needs requests: pip install 'connect-auth[requests]'"
     ) from exc
 
-from ._adapter import ConnectAuthBase, Rewind, origin_of, rewinder
+from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
 
 __all__ = ["ConnectAuth"]
 
@@ -34,13 +34,14 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
             return r
         token = self.token()
         r.headers["Authorization"] = "Bearer " + token
+        body = r.body
         # What the hook needs rides on this request object itself. requests copies
         # hooks, never attributes, onto redirected requests and resends, so an
         # answer to any request but this one finds nothing and is never acted on:
         # no token can follow a redirect through a refresh-and-resend.
         r._connect_auth = (  # type: ignore[attr-defined]
             token,
-            rewinder(r.body),
+            no_rewind if body is None or type(body) is bytes else rewinder(body),
         )
         r.hooks["response"].append(self._on_response)
         return r
