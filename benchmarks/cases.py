@@ -562,7 +562,7 @@ def cache_scaling(scale: float) -> dict[str, Any]:
         gc.collect()
         memory.append(tracemalloc.get_traced_memory()[0] - baseline)
     tracemalloc.stop()
-    size = len(client._cache)
+    size = len(client._engine)
     hit = interleaved(
         {
             "hit": lambda: (

@@ -1,6 +1,6 @@
 """Run every benchmark case, check the targets, and write JSON, Markdown and a PNG chart.
 
-    python -m benchmarks.run            # the real run (about two minutes on 2 cores)
+    python -m benchmarks.run            # the real run (about three minutes on 2 cores)
     python -m benchmarks.run --scale 0.01 --out /tmp/bench   # the smoke size
 
 Results go to ``docs/benchmarks/`` (regenerated; never edit them by hand).
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases
+from . import cases, engine
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -27,6 +27,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "cold_herd": cases.cold_herd,
     "storm": cases.storm,
     "cache_scaling": cases.cache_scaling,
+    "engine": engine.engine,
 }
 
 
@@ -87,7 +88,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"max/min cost per tenth {scaling['flat_ratio']:.2f}, {scaling['cache_size']} entries",
         )
     )
-    return checks
+    return checks + engine.targets(results["engine"])
 
 
 def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
@@ -159,8 +160,8 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         "",
         f"Cache entries at the end: {sc['cache_size']}; a hit on the full cache: "
         f"{sc['hit_us_on_full_cache']:.2f} µs.",
-        "",
     ]
+    lines += [*engine.markdown(results["engine"]), ""]
     return "\n".join(lines)
 
 

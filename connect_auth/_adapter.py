@@ -182,7 +182,7 @@ class ConnectAuthBase:
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
         client = self._client or default_client()  # not the property: this is the hot path
-        token = client.cached(self.request, self.vercel_token)
+        token = client._engine.cached(self.request, self.vercel_token)  # no facade frame
         return (
             token if token is not None else client.token_for(self.request, self.vercel_token).token
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Unpack
 
@@ -23,6 +24,14 @@ __all__ = [
 
 _default: ConnectClient | None = None
 _default_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()  # another thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def default_client() -> ConnectClient:

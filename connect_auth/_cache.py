@@ -1,7 +1,7 @@
-"""The token cache: an LRU of token responses, and the rule for serving one.
+"""The token cache: an LRU of token responses, and the rules for serving and refreshing one.
 
-Not locked: :class:`~connect_auth.ConnectClient` holds its lock around every
-call, so the check-then-fetch decision and the cache update stay atomic.
+Not locked: the engine holds its lock around every change, so the
+check-then-fetch decision and the cache update stay atomic.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from ._models import TokenResponse
 
-__all__ = ["TokenCache", "is_fresh"]
+__all__ = ["Entry", "TokenCache", "is_fresh", "refresh_at", "refresh_retry_at"]
 
 
 def is_fresh(expires_at_ms: float, now_ms: float, buffer_ms: float) -> bool:
@@ -20,8 +20,39 @@ def is_fresh(expires_at_ms: float, now_ms: float, buffer_ms: float) -> bool:
     return expires_at_ms - now_ms > buffer_ms
 
 
+def refresh_at(expires_at_ms: float, now_ms: float, buffer_ms: float, ahead_ms: float) -> float:
+    """When a token fetched at ``now_ms`` is refreshed in the background (epoch ms).
+
+    ``ahead_ms`` before it leaves the cache, but never earlier than halfway
+    through the time it can be served: a short-lived token is not refetched
+    on every call.
+    """
+    servable_until = expires_at_ms - buffer_ms
+    return servable_until - min(ahead_ms, (servable_until - now_ms) / 2)
+
+
+def refresh_retry_at(expires_at_ms: float, now_ms: float, buffer_ms: float) -> float:
+    """When to try again after a failed background refresh: halfway to the token's
+    end of service, and not sooner than a second from now."""
+    return now_ms + max(1000.0, (expires_at_ms - buffer_ms - now_ms) / 2)
+
+
+class Entry:
+    """A cached token response and when to refresh it ahead of expiry (epoch ms).
+
+    ``refresh_at`` is ``inf`` while a background refresh runs.
+    """
+
+    __slots__ = ("expires_at", "refresh_at", "response")
+
+    def __init__(self, response: TokenResponse, refresh_at_ms: float) -> None:
+        self.response = response
+        self.expires_at = response.expires_at
+        self.refresh_at = refresh_at_ms
+
+
 class TokenCache:
-    """Least-recently-used map from cache key to :class:`TokenResponse`, O(1) per call."""
+    """Least-recently-used map from cache key to :class:`Entry`, O(1) per call."""
 
     __slots__ = ("_data", "maxsize")
 
@@ -31,12 +62,12 @@ class TokenCache:
         if maxsize < 1:
             raise ValueError(f"cache_size must be at least 1, got {maxsize}")
         self.maxsize = maxsize
-        self._data: OrderedDict[Hashable, TokenResponse] = OrderedDict()
+        self._data: OrderedDict[Hashable, Entry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get_fresh(self, key: Hashable, now_ms: float, buffer_ms: float) -> TokenResponse | None:
+    def get_fresh(self, key: Hashable, now_ms: float, buffer_ms: float) -> Entry | None:
         """The entry if it is still fresh (and mark it used); a stale one is dropped.
 
         Call it under the owner's lock: dropping is a check-then-act.
@@ -46,9 +77,7 @@ class TokenCache:
             self._data.pop(key, None)  # missing, or stale
         return entry
 
-    def get_fresh_unlocked(
-        self, key: Hashable, now_ms: float, buffer_ms: float
-    ) -> TokenResponse | None:
+    def get_fresh_unlocked(self, key: Hashable, now_ms: float, buffer_ms: float) -> Entry | None:
         """The entry if fresh, marked used; safe without the owner's lock.
 
         Each dict operation is atomic, and a concurrent removal between the read
@@ -64,11 +93,11 @@ class TokenCache:
             pass
         return entry
 
-    def peek(self, key: Hashable) -> TokenResponse | None:
+    def peek(self, key: Hashable) -> Entry | None:
         """The entry, fresh or not, without touching its recency."""
         return self._data.get(key)
 
-    def put(self, key: Hashable, value: TokenResponse) -> None:
+    def put(self, key: Hashable, value: Entry) -> None:
         """Insert or replace, evicting the least recently used entry when full."""
         self._data[key] = value
         self._data.move_to_end(key)
@@ -85,6 +114,10 @@ class TokenCache:
         for k in doomed:
             del self._data[k]
         return len(doomed)
+
+    def entries(self) -> list[Entry]:
+        """Every entry, in no particular order (a snapshot)."""
+        return list(self._data.values())
 
     def clear(self) -> None:
         """Remove everything."""

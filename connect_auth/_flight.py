@@ -2,23 +2,59 @@
 
 A fetch is a ``concurrent.futures.Future`` owned by the client, not by the
 caller that started it: threads block on it, tasks await it without blocking
-their event loop, and a cancelled task only stops waiting.
+their event loop, and a cancelled task only stops waiting. An async leader runs
+its fetch as a detached task of its own loop, so cancelling the leader never
+cancels a fetch that others wait for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import anyio
-
-__all__ = ["result_of", "wait_async"]
+__all__ = ["current_loop", "result_of", "spawn_detached", "wait_async"]
 
 T = TypeVar("T")
+
+_detached: set[asyncio.Task[Any]] = set()  # strong references: asyncio keeps only weak ones
+
+
+def current_loop() -> object:
+    """The running event loop: an asyncio loop, or a trio run's ``TrioToken``.
+
+    asyncio is asked first, so a trio that is installed but not imported is never
+    touched; inside a trio run the ``import`` finds the already-loaded module.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    try:
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    except (ImportError, RuntimeError):
+        raise RuntimeError(
+            "connect_auth's async API needs a running asyncio or trio event loop"
+        ) from None
+
+
+def spawn_detached(loop: object, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``fn()`` on ``loop`` (from :func:`current_loop`) as a task no caller owns.
+
+    ``fn`` must handle its own errors: nothing awaits the task.
+    """
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        task = loop.create_task(fn())
+        _detached.add(task)
+        task.add_done_callback(_detached.discard)
+    else:
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn, name="connect_auth-fetch")
 
 
 def result_of(future: Future[T]) -> T:
@@ -33,32 +69,31 @@ def result_of(future: Future[T]) -> T:
 async def wait_async(future: Future[T]) -> T:
     """Await a thread-side future from asyncio or trio without blocking the loop."""
     if not future.done():
-        event = anyio.Event()
-        notify = _loop_notifier(event.set)
-        future.add_done_callback(lambda _f: notify())
-        await event.wait()
+        loop = current_loop()
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def wake() -> None:
+                if not waiter.done():  # the waiting task may have been cancelled
+                    waiter.set_result(None)
+
+            future.add_done_callback(lambda _f: _call_soon(loop, wake))
+            await waiter
+        else:
+            import trio
+
+            event = trio.Event()
+            token: Any = loop
+
+            def wake_trio(_f: object) -> None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(event.set)
+
+            future.add_done_callback(wake_trio)
+            await event.wait()
     return result_of(future)
 
 
-def _loop_notifier(callback: Callable[[], object]) -> Callable[[], None]:
-    """A thread-safe function that runs ``callback`` on the current event loop."""
-    trio: Any = sys.modules.get("trio")  # only a trio program has imported trio
-    if trio is not None:
-        try:
-            token = trio.lowlevel.current_trio_token()
-        except RuntimeError:  # trio is imported, but this is not a trio run
-            token = None
-        if token is not None:
-
-            def notify_trio() -> None:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(callback)
-
-            return notify_trio
-    loop = asyncio.get_running_loop()
-
-    def notify_asyncio() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed while we fetched
-            loop.call_soon_threadsafe(callback)
-
-    return notify_asyncio
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed while we fetched
+        loop.call_soon_threadsafe(callback)

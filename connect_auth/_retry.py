@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import anyio
 import tenacity
 
 from ._errors import ConnectUnavailableError
 
-__all__ = ["RetryPolicy", "TransientFailure", "run_with_retries"]
+__all__ = ["RetryPolicy", "TransientFailure", "arun_with_retries", "run_with_retries"]
 
 T = TypeVar("T")
 
@@ -101,26 +102,52 @@ def run_with_retries(
     the last failure.
     """
     start = clock()
-
-    def one_attempt() -> T:
-        return attempt(policy.deadline - (clock() - start))
-
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_before_delay(policy.deadline),
-        wait=_Wait(policy, random),
-        retry=tenacity.retry_if_exception_type(TransientFailure),
-        sleep=policy.sleep,
-        reraise=True,
-    )
+    retrying = tenacity.Retrying(sleep=policy.sleep, **_rules(policy, random))
     try:
-        return retrying(one_attempt)
+        return retrying(lambda: attempt(policy.deadline - (clock() - start)))
     except TransientFailure as last:
-        attempts = retrying.statistics.get("attempt_number", 1)
-        raise ConnectUnavailableError(
-            f"Vercel Connect is unavailable: {last.description} "
-            f"(gave up after {attempts} attempt(s) in {clock() - start:.1f} s)",
-            code="unavailable",
-            status=last.status,
-            request_id=last.request_id,
-        ) from (last.__cause__ or last)
+        raise _gave_up(last, retrying, clock() - start) from (last.__cause__ or last)
+
+
+async def arun_with_retries(
+    attempt: Callable[[float], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    random: Callable[[], float],
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Async :func:`run_with_retries`: the waits are ``anyio.sleep`` (asyncio or trio)."""
+    start = clock()
+    retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_rules(policy, random))
+    try:
+
+        async def one_attempt() -> T:  # tenacity awaits only coroutine functions
+            return await attempt(policy.deadline - (clock() - start))
+
+        return await retrying(one_attempt)
+    except TransientFailure as last:
+        raise _gave_up(last, retrying, clock() - start) from (last.__cause__ or last)
+
+
+def _rules(policy: RetryPolicy, random: Callable[[], float]) -> dict[str, Any]:
+    """What to retry, how long to wait, and when to stop: the same for sync and async."""
+    return {
+        "stop": tenacity.stop_after_attempt(policy.max_attempts)
+        | tenacity.stop_before_delay(policy.deadline),
+        "wait": _Wait(policy, random),
+        "retry": tenacity.retry_if_exception_type(TransientFailure),
+        "reraise": True,
+    }
+
+
+def _gave_up(
+    last: TransientFailure, retrying: tenacity.BaseRetrying, elapsed: float
+) -> ConnectUnavailableError:
+    attempts = retrying.statistics.get("attempt_number", 1)
+    return ConnectUnavailableError(
+        f"Vercel Connect is unavailable: {last.description} "
+        f"(gave up after {attempts} attempt(s) in {elapsed:.1f} s)",
+        code="unavailable",
+        status=last.status,
+        request_id=last.request_id,
+    )

@@ -9,7 +9,7 @@ from benchmarks import run
 
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
-    """All five cases run; the report, JSON and chart are written; exact counts hold."""
+    """All six cases run; the report, JSON and chart are written; exact counts hold."""
     run.main(["--scale", "0.003", "--out", str(tmp_path)])  # timing targets are noise here
     results = json.loads((tmp_path / "results.json").read_text())
     for case in run.CASES:
@@ -26,3 +26,6 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
     names = {t["name"] for t in results["targets"]}
     assert "cached get_token >= 10x faster than vercel-connect" in names
+    fetch_engine = results["engine"]
+    assert fetch_engine["rollover"]["connect_calls"] >= 1
+    assert "rollover (sync get_token): no caller waited on Connect" in names

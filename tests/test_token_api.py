@@ -443,4 +443,4 @@ async def test_closed_client_refuses_to_fetch(
         c.get_token(SLACK, subject=UserSubject("u_alice"))
     with pytest.raises(RuntimeError, match="closed"):
         await c.aget_token(SLACK, subject=UserSubject("u_alice"))
-    assert c._flights == {}
+    assert c._engine._flights == {}

@@ -1,0 +1,335 @@
+"""The token engine: cache, one shared fetch per key, and refresh ahead of expiry.
+
+It knows nothing of HTTP: it is handed a sync and an async fetch function.
+Threads lead a fetch in their own thread; tasks lead one as a detached task of
+their own event loop; either kind may wait on a fetch the other leads. A cache
+hit whose token nears its end is served at once and starts one background
+refresh for its key, so no caller waits at a token rollover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Future, InvalidStateError
+from typing import Any, NamedTuple
+
+import anyio
+
+from ._cache import Entry, TokenCache, is_fresh, refresh_at, refresh_retry_at
+from ._errors import ConnectUnavailableError
+from ._flight import current_loop, result_of, spawn_detached, wait_async
+from ._models import RequestKey, TokenRequest, TokenResponse
+from ._oidc import Credential, recent_credential, resolve_credential
+
+__all__ = ["CacheKey", "TokenEngine"]
+
+log = logging.getLogger("connect_auth")
+
+#: ``((connector, params key), credential digest)``
+CacheKey = tuple[RequestKey, str]
+Fetch = Callable[[TokenRequest, Credential], TokenResponse]
+AsyncFetch = Callable[[TokenRequest, Credential], Awaitable[TokenResponse]]
+
+
+class Flight(NamedTuple):
+    """A shared fetch, and what its leader needs to run it."""
+
+    future: Future[TokenResponse]
+    key: CacheKey
+    request: TokenRequest
+    cred: Credential
+    leader: bool
+
+
+class TokenEngine:
+    """Serves tokens from the cache or one shared fetch per cache key.
+
+    Args:
+        fetch: fetches a token, blocking the calling thread.
+        afetch: fetches a token on the running event loop.
+        vercel_token: the credential to use when a call passes none.
+        cache_size: LRU capacity, in entries.
+        refresh_ahead_ms: how long before a token leaves the cache a background
+            refresh starts (clamped to half the time it can be served).
+        wait_limit: seconds a caller waits on someone else's fetch at most; every
+            fetch ends sooner unless the event loop running it stopped.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        fetch: Fetch,
+        afetch: AsyncFetch,
+        vercel_token: str | None,
+        cache_size: int,
+        refresh_ahead_ms: float,
+        wait_limit: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._fetch = fetch
+        self._afetch = afetch
+        self._vercel_token = vercel_token
+        self._cache = TokenCache(cache_size)
+        self._ahead = refresh_ahead_ms
+        self._wait_limit = wait_limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, Future[TokenResponse]] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # -- serving ----------------------------------------------------------------
+
+    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
+        """The cached token for ``request`` if fresh, else None; no I/O and no lock.
+
+        The adapters' per-request path: it only answers when the credential is
+        the one seen last, so anything unusual falls through to :meth:`token_for`.
+        """
+        now = self._clock()
+        cred = recent_credential(vercel_token or self._vercel_token, now)
+        if cred is None:
+            return None
+        now_ms = now * 1000.0
+        key = (request.key, cred.digest)
+        entry = self._cache.get_fresh_unlocked(key, now_ms, request.buffer_ms)
+        if entry is None:
+            return None
+        if now_ms >= entry.refresh_at:
+            self._refresh_ahead(key, request, cred, entry)
+        return entry.response.token
+
+    def token_for(
+        self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
+    ) -> TokenResponse:
+        """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
+        hit, flight = self._join(request, vercel_token, force_refresh)
+        if hit is not None:
+            return hit
+        assert flight is not None
+        if flight.leader:
+            self._lead(flight)
+        try:
+            flight.future.exception(timeout=self._wait_limit)
+        except TimeoutError:
+            self._abandon(flight)
+        return result_of(flight.future)
+
+    async def atoken_for(
+        self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
+    ) -> TokenResponse:
+        """Serve ``request`` from the cache or a shared fetch, on this event loop."""
+        hit, flight = self._join(request, vercel_token, force_refresh)
+        if hit is not None:
+            return hit
+        assert flight is not None
+        if flight.leader:
+            try:
+                loop = current_loop()
+            except BaseException as exc:  # strand no waiter
+                self._settle(flight, exc)
+                raise
+            spawn_detached(loop, lambda: self._alead(flight))
+        try:
+            with anyio.fail_after(self._wait_limit):
+                await wait_async(flight.future)
+        except TimeoutError:
+            self._abandon(flight)
+        return result_of(flight.future)
+
+    def credential(self, vercel_token: str | None) -> Credential:
+        """The credential a call with ``vercel_token`` uses (argument > client > lookup)."""
+        if vercel_token is None:
+            vercel_token = self._vercel_token
+        elif not isinstance(vercel_token, str) or not vercel_token:
+            raise ValueError("vercel_token must be a non-empty string or None")
+        return resolve_credential(vercel_token, now=self._clock())
+
+    # -- changing the cache ---------------------------------------------------------
+
+    def invalidate(
+        self, request: TokenRequest, token: str, vercel_token: str | None = None
+    ) -> bool:
+        """Drop the cached entry for ``request`` only if it still holds ``token``.
+
+        Used after a provider 401: concurrent failures of one token cost one
+        refresh, and a token someone already refreshed is kept.
+        """
+        key = (request.key, self.credential(vercel_token).digest)
+        with self._lock:
+            entry = self._cache.peek(key)
+            if entry is not None and entry.response.token == token:
+                self._cache.delete(key)
+                return True
+        return False
+
+    def delete(self, key: CacheKey) -> None:
+        """Remove one entry; no-op when absent."""
+        with self._lock:
+            self._cache.delete(key)
+
+    def delete_where(self, predicate: Callable[[Any], bool]) -> None:
+        """Remove every entry whose key matches."""
+        with self._lock:
+            self._cache.delete_where(predicate)
+
+    def clear(self) -> None:
+        """Drop every cached token."""
+        with self._lock:
+            self._cache.clear()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child's fresh start: a new lock and no flights (their threads and
+        tasks stayed in the parent). Cached tokens stay; refreshes that were running
+        in the parent start again on the next hit."""
+        self._lock = threading.Lock()
+        self._flights = {}
+        for entry in self._cache.entries():
+            if entry.refresh_at == math.inf:
+                entry.refresh_at = 0.0
+
+    # -- flights ------------------------------------------------------------------
+
+    def _join(
+        self, request: TokenRequest, vercel_token: str | None, force: bool
+    ) -> tuple[TokenResponse | None, Flight | None]:
+        """A fresh hit, or (under the lock) the in-flight fetch to wait on or a new one to lead."""
+        now = self._clock()
+        # credential()'s rule, inline: this is every get_token call's path.
+        if vercel_token is None:
+            vercel_token = self._vercel_token
+        elif not isinstance(vercel_token, str) or not vercel_token:
+            raise ValueError("vercel_token must be a non-empty string or None")
+        cred = resolve_credential(vercel_token, now=now)
+        key = (request.key, cred.digest)
+        now_ms = now * 1000.0
+        if not force:
+            entry = self._cache.get_fresh_unlocked(key, now_ms, request.buffer_ms)
+            if entry is not None:  # the hot path takes no lock
+                if now_ms >= entry.refresh_at:
+                    self._refresh_ahead(key, request, cred, entry)
+                return entry.response, None
+        with self._lock:
+            if not force:
+                # Checked again under the lock: a fetch may have just finished.
+                entry = self._cache.get_fresh(key, now_ms, request.buffer_ms)
+                if entry is not None:
+                    return entry.response, None
+            future = self._flights.get(key)
+            if future is not None:
+                return None, Flight(future, key, request, cred, leader=False)
+            if force:
+                self._cache.delete(key)
+            return None, self._new_flight(key, request, cred)
+
+    def _new_flight(self, key: CacheKey, request: TokenRequest, cred: Credential) -> Flight:
+        future: Future[TokenResponse] = Future()
+        self._flights[key] = future
+        return Flight(future, key, request, cred, leader=True)
+
+    def _lead(self, flight: Flight) -> None:
+        """Run the fetch in this thread; its outcome goes to the flight's future.
+
+        ``KeyboardInterrupt`` and ``SystemExit`` stay with this thread: the
+        waiters get a :class:`ConnectUnavailableError` instead.
+        """
+        try:
+            self._finish(flight, self._fetch(flight.request, flight.cred))
+        except Exception as exc:
+            self._settle(flight, exc)
+        except BaseException as exc:
+            self._settle(flight, _interrupted(exc))
+            raise
+
+    async def _alead(self, flight: Flight) -> None:
+        """:meth:`_lead` as a detached task: nothing awaits it, so it raises nothing
+        but its loop's cancellation (the loop shutting down)."""
+        try:
+            self._finish(flight, await self._afetch(flight.request, flight.cred))
+        except Exception as exc:
+            self._settle(flight, exc)
+        except BaseException as exc:
+            self._settle(flight, _interrupted(exc))
+            raise
+
+    def _finish(self, flight: Flight, response: TokenResponse) -> None:
+        buffer = flight.request.buffer_ms
+        now_ms = self._clock() * 1000.0
+        with self._lock:
+            # A token already inside the buffer is handed out once, never cached.
+            if is_fresh(response.expires_at, now_ms, buffer):
+                when = refresh_at(response.expires_at, now_ms, buffer, self._ahead)
+                self._cache.put(flight.key, Entry(response, when))
+            self._end(flight)
+        with contextlib.suppress(InvalidStateError):  # abandoned meanwhile
+            flight.future.set_result(response)
+
+    def _settle(self, flight: Flight, exc: BaseException) -> None:
+        """End a flight with an error: every waiter gets it, and nothing is cached."""
+        with self._lock:
+            self._end(flight)
+        with contextlib.suppress(InvalidStateError):  # abandoned meanwhile
+            flight.future.set_exception(exc)
+
+    def _abandon(self, flight: Flight) -> None:
+        """Free the waiters of a fetch that outlived every bound: its event loop stopped
+        running it. The next caller starts a new one."""
+        self._settle(
+            flight,
+            ConnectUnavailableError(
+                f"the token fetch this call waited for did not finish within "
+                f"{self._wait_limit:.0f} s (the event loop running it stopped); try again",
+                code="unavailable",
+            ),
+        )
+
+    def _end(self, flight: Flight) -> None:
+        if self._flights.get(flight.key) is flight.future:
+            del self._flights[flight.key]
+
+    # -- refresh ahead ------------------------------------------------------------
+
+    def _refresh_ahead(
+        self, key: CacheKey, request: TokenRequest, cred: Credential, entry: Entry
+    ) -> None:
+        """Start one background refresh for ``key``, unless one runs already."""
+        with self._lock:
+            if entry.refresh_at == math.inf or key in self._flights:
+                return
+            entry.refresh_at = math.inf
+            flight = self._new_flight(key, request, cred)
+        # A daemon thread: a refresh never holds up process exit.
+        threading.Thread(
+            target=self._refresh, args=(flight, entry), name="connect_auth-refresh", daemon=True
+        ).start()
+
+    def _refresh(self, flight: Flight, entry: Entry) -> None:
+        self._lead(flight)
+        exc = flight.future.exception()
+        if exc is None:
+            return
+        now_ms = self._clock() * 1000.0
+        retry = refresh_retry_at(entry.expires_at, now_ms, flight.request.buffer_ms)
+        with self._lock:
+            entry.refresh_at = retry
+        log.warning(
+            "connect_auth: refreshing the token for %s ahead of expiry failed (%s); "
+            "the cached token is still served, next try in %.1f s",
+            flight.request.connector,
+            type(exc).__name__,
+            (retry - now_ms) / 1000.0,
+        )
+
+
+def _interrupted(exc: BaseException) -> ConnectUnavailableError:
+    return ConnectUnavailableError(
+        f"the token fetch this call waited for was interrupted ({type(exc).__name__}) "
+        "in the thread or task that led it; try again",
+        code="unavailable",
+    )

@@ -1,0 +1,320 @@
+"""The calls to the Connect API: one attempt bounded as a whole, retried within a deadline.
+
+Sync calls share one ``httpx.Client`` per process; an async call opens its
+own connection on the caller's event loop (asyncio or trio) and closes it when
+done. After ``os.fork()`` the child opens connections of its own: the parent's
+are never used or closed there, since both would talk on one socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import anyio
+import httpcore
+import httpx
+
+from ._models import TokenResponse
+from ._oidc import Credential
+from ._protocol import (
+    TRANSIENT_STATUSES,
+    error_from_response,
+    parse_retry_after,
+    parse_token_response,
+)
+from ._retry import RetryPolicy, TransientFailure, arun_with_retries, run_with_retries
+from ._version import __version__
+
+__all__ = ["ConnectWire", "accept_any", "parse_token"]
+
+log = logging.getLogger("connect_auth")
+
+T = TypeVar("T")
+OnSuccess = Callable[[httpx.Response], T]
+
+# Objects a fork left behind in the child: kept referenced so that garbage
+# collection never closes them (a TLS close would write on the parent's socket).
+_left_by_fork: list[object] = []
+
+
+class ConnectWire:
+    """Sends Connect API calls; holds the HTTP clients, nothing about tokens."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        transport: httpx.BaseTransport | None,
+        async_transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.base_url = base_url
+        self._timeout = timeout
+        self._retry = retry
+        self._transport = transport
+        self._async_transport = async_transport
+        self._random = random.Random()
+        self._ssl: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+        self._closed = False
+
+    # -- calls ----------------------------------------------------------------
+
+    def call(
+        self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
+    ) -> T:
+        """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer."""
+        http = self._client()
+        content, headers = _encode(body, cred)
+
+        def attempt(seconds_left: float) -> T:
+            limit = _attempt_limit(self._timeout, seconds_left)
+            with _transport_errors(method, path):
+                token = _deadline.set(time.monotonic() + limit)
+                try:
+                    r = http.request(
+                        method, self.base_url + path, content=content, headers=headers,
+                        timeout=limit,
+                    )  # fmt: skip
+                finally:
+                    _deadline.reset(token)
+            return _outcome(method, path, r, ok)
+
+        return run_with_retries(attempt, self._retry, random=self._random.random)
+
+    async def acall(
+        self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
+    ) -> T:
+        """Async :meth:`call`, on the caller's event loop (asyncio or trio)."""
+        content, headers = _encode(body, cred)
+        async with self._aclient() as http:
+
+            async def attempt(seconds_left: float) -> T:
+                limit = _attempt_limit(self._timeout, seconds_left)
+                with _transport_errors(method, path), anyio.fail_after(limit):
+                    r = await http.request(
+                        method, self.base_url + path, content=content, headers=headers,
+                        timeout=limit,
+                    )  # fmt: skip
+                return _outcome(method, path, r, ok)
+
+            return await arun_with_retries(attempt, self._retry, random=self._random.random)
+
+    # -- clients --------------------------------------------------------------
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            self._check_open()
+            if self._http is None:
+                self._http = httpx.Client(transport=self._transport, **self._settings())
+                _bound_by_deadline(self._http)
+            return self._http
+
+    def _aclient(self) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+        """A client for one async call, with connections of its own that close with it.
+
+        Token fetches are rare, and a pool kept across calls would outlive event
+        loops that close without finalizing it. A transport that was passed in
+        belongs to the caller and is never closed here.
+        """
+        self._check_open()
+        transport = self._async_transport
+        if transport is None and self._transport is not None:
+            if not isinstance(self._transport, httpx.AsyncBaseTransport):
+                raise TypeError(
+                    "this ConnectClient has a sync-only transport: pass "
+                    "async_transport= (an httpx.AsyncBaseTransport) for async calls"
+                )
+            transport = self._transport
+        client = httpx.AsyncClient(transport=transport, **self._settings())
+        return client if transport is None else contextlib.nullcontext(client)
+
+    def _settings(self) -> dict[str, Any]:
+        if self._ssl is None:  # loading the CA bundle costs milliseconds: once per client
+            self._ssl = httpx.create_ssl_context()
+        return {
+            "verify": self._ssl,
+            "timeout": self._timeout,
+            "headers": {
+                "Accept": "application/json",
+                "User-Agent": f"connect-auth/{__version__} (python)",
+            },
+            "follow_redirects": False,
+        }
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ConnectClient is closed; create a new one to fetch tokens")
+
+    def close(self) -> None:
+        """Close the sync connections (async calls hold none between calls)."""
+        with self._lock:
+            self._closed = True
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's connections (never closing them) and its lock."""
+        _left_by_fork.append(self._http)
+        self._lock = threading.Lock()
+        self._http = None
+
+
+# -- one attempt ----------------------------------------------------------------------
+
+_deadline: ContextVar[float] = ContextVar("connect_auth_attempt_deadline", default=math.inf)
+
+
+def _attempt_limit(timeout: float, seconds_left: float) -> float:
+    """Seconds one attempt may take in all: ``timeout``, cut to what the deadline leaves."""
+    if seconds_left <= 0:
+        raise TransientFailure("the retry deadline passed")
+    return min(timeout, seconds_left)
+
+
+def _encode(body: dict[str, Any], cred: Credential) -> tuple[bytes, dict[str, str]]:
+    content = json.dumps(body, separators=(",", ":")).encode()
+    return content, {"Authorization": f"Bearer {cred.value}", "Content-Type": "application/json"}
+
+
+@contextlib.contextmanager
+def _transport_errors(method: str, path: str) -> Iterator[None]:
+    """Network failures and timeouts, as retryable failures that name no secret."""
+    try:
+        yield
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        log.debug("connect_auth: %s %s timed out", method, _plain(path))
+        raise TransientFailure(f"timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        log.debug("connect_auth: %s %s failed: %s", method, _plain(path), type(exc).__name__)
+        raise TransientFailure(f"network error ({type(exc).__name__})") from exc
+
+
+def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T]) -> T:
+    """A 2xx answer read by ``ok``; a transient status to retry; else the typed error."""
+    request_id = r.headers.get("x-vercel-id")
+    if 200 <= r.status_code < 300:
+        return ok(r)
+    if r.status_code in TRANSIENT_STATUSES:
+        log.debug(
+            "connect_auth: %s %s answered %d, will retry", method, _plain(path), r.status_code
+        )
+        raise TransientFailure(
+            f"HTTP {r.status_code} {r.reason_phrase}".strip(),
+            status=r.status_code,
+            request_id=request_id,
+            retry_after=parse_retry_after(r.headers.get("retry-after")),
+        )
+    raise error_from_response(
+        r.status_code,
+        r.reason_phrase,
+        r.content,
+        request_id=request_id,
+        fallback="Failed to get token" if method == "POST" else "Failed to revoke token",
+    )
+
+
+def parse_token(r: httpx.Response) -> TokenResponse:
+    """Read a token answer."""
+    return parse_token_response(r.content, request_id=r.headers.get("x-vercel-id"))
+
+
+def accept_any(r: httpx.Response) -> None:
+    """Read nothing (a revoke's answer)."""
+    return None
+
+
+def _plain(path: str) -> str:
+    return path.partition("?")[0]
+
+
+# -- a hard deadline for sync attempts --------------------------------------------------
+#
+# httpx's timeouts bound each socket operation, so a server that drips its answer
+# a byte at a time could hold a sync attempt for ever. Every socket operation of
+# our sync pools is cut to what the attempt's deadline leaves (async attempts use
+# a cancel scope instead).
+
+
+def _bound_by_deadline(client: httpx.Client) -> None:
+    transports: Iterable[object] = (client._transport, *client._mounts.values())
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
+def _left(timeout: float | None, timed_out: type[Exception]) -> float | None:
+    remaining = _deadline.get() - time.monotonic()
+    if remaining <= 0:
+        raise timed_out("the attempt's deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        limit = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        limit = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
