@@ -22,12 +22,14 @@ import contextlib
 import hashlib
 import json
 import secrets
+import selectors
 import socket
 import threading
 import time
 import tomllib
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -146,12 +148,7 @@ class ConnectEmulator:
         server.emulator = self
         self._server = server
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="connect-emulator",
-            daemon=True,
-        )
+        self._thread = threading.Thread(target=server.serve, name="connect-emulator", daemon=True)
         self._thread.start()
         return self
 
@@ -161,11 +158,11 @@ class ConnectEmulator:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.close_all()
-        server.server_close()
         if self._thread is not None:
+            server._stop.set()
             self._thread.join(timeout=5)
+        server.stop_serving()
+        server.server_close()
 
     def __enter__(self) -> ConnectEmulator:
         return self.start()
@@ -316,33 +313,101 @@ class ConnectEmulator:
         return self.state.issued()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
+class _Server(HTTPServer):
+    """Keep-alive connections served by a bounded pool of worker threads.
+
+    A selector watches every idle connection; a connection with a request
+    waiting goes to a worker, which answers that one request and hands the
+    connection back. So 500 open connections cost 500 sockets, not 500 threads:
+    on a small machine the tail latency stays that of the work, not of the
+    thread scheduler.
+    """
+
+    request_queue_size = 1024
+    workers = 32
     emulator: ConnectEmulator
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, _Handler] = {}
         self._open_lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._returned: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="connect-emulator")
         super().__init__(*args, **kwargs)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
+    def serve(self) -> None:
+        """Accept connections and dispatch ready requests until :meth:`stop_serving`."""
+        self.socket.setblocking(False)
+        self._selector.register(self.socket, selectors.EVENT_READ, "accept")
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.05):
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "wake":
+                    self._take_back()
+                else:
+                    conn = key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    self._selector.unregister(conn)
+                    self._pool.submit(self._answer, conn, key.data)
 
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
+    def _accept(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            conn, address = self.socket.accept()
+            conn.setblocking(True)
+            handler = _Handler.for_connection(conn, address, self)
+            with self._open_lock:
+                self._open[conn] = handler
+            self._selector.register(conn, selectors.EVENT_READ, handler)
 
-    def close_all(self) -> None:
+    def _answer(self, conn: socket.socket, handler: _Handler) -> None:
+        """A worker: answer the waiting request, then hand the connection back."""
+        handler.handle_one_request()
+        if handler.close_connection or self._stop.is_set():
+            self._forget(conn, handler)
+            return
         with self._open_lock:
-            sockets, self._open = list(self._open), set()
+            self._returned.append(conn)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _take_back(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        with self._open_lock:
+            returned, self._returned = self._returned, []
+            for conn in returned:
+                handler = self._open.get(conn)
+                if handler is not None:
+                    self._selector.register(conn, selectors.EVENT_READ, handler)
+
+    def _forget(self, conn: socket.socket, handler: _Handler) -> None:
+        with self._open_lock:
+            self._open.pop(conn, None)
+        with contextlib.suppress(OSError):
+            handler.finish()
+        self.shutdown_request(conn)
+
+    def stop_serving(self) -> None:
+        """Stop the loop, drop every connection, and wait for the workers."""
+        self._stop.set()
+        with self._open_lock:
+            sockets, self._open = list(self._open), {}
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that hang up mid-request are part of the tests; stay quiet.
@@ -360,10 +425,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    @classmethod
+    def for_connection(cls, conn: socket.socket, address: Any, server: _Server) -> _Handler:
+        """A handler bound to one connection, answering one request per
+        :meth:`handle_one_request` (the server's pool drives it)."""
+        handler = cls.__new__(cls)
+        handler.request, handler.client_address, handler.server = conn, address, server
+        handler.setup()
+        handler.close_connection = False
+        return handler
+
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
-        except (ConnectionError, TimeoutError, OSError):
+        except (ConnectionError, TimeoutError, OSError, ValueError):
             self.close_connection = True
 
     def do_GET(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from connect_auth.testing import ConnectEmulator, ConnectorSpec
+from connect_auth.testing import ConnectEmulator, ConnectorSpec, _Server
 
 SLACK = "slack/acme-slack"
 
@@ -427,3 +428,35 @@ def test_oauth_token_endpoint(emu: ConnectEmulator) -> None:
     )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     assert [c.endpoint for c in emu.calls] == ["oauth_token"] * 3
+
+
+def test_many_keep_alive_connections_share_a_bounded_pool(emulator: ConnectEmulator) -> None:
+    """300 open keep-alive connections, two requests each, are all answered by a bounded
+    pool of worker threads, not a thread per connection."""
+    before = threading.active_count()
+    request = (
+        f"GET /provider/{SLACK.replace('/', '%2F')}/api HTTP/1.1\r\nHost: x\r\n\r\n"
+    ).encode()
+    connections = [socket.create_connection(("127.0.0.1", emulator.port)) for _ in range(300)]
+    try:
+        for round_ in range(2):  # the second round proves each connection was handed back
+            for conn in connections:
+                conn.sendall(request)
+            peak = threading.active_count() - before
+            for conn in connections:
+                conn.settimeout(30)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                status_line, _, rest = head.partition(b"\r\n")
+                assert status_line.startswith(b"HTTP/1.1 "), round_
+                length = int(rest.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = head.partition(b"\r\n\r\n")[2]
+                while len(body) < length:
+                    body += conn.recv(65536)
+            peak = max(peak, threading.active_count() - before)
+            assert peak <= _Server.workers
+    finally:
+        for conn in connections:
+            conn.close()
+    assert len(emulator.provider_calls) == 600

@@ -39,121 +39,230 @@ from connect_auth.requests import ConnectAuth as RequestsAuth
 from connect_auth.testing import ConnectEmulator, ConnectorSpec
 
 SHORT = "short/lived"
-TTL = 1.0  # seconds a token lives
-BUFFER_MS = 600  # refresh a token with less than 0.6 s left: covers a request's flight
-
-
-def _short_lived(emu: ConnectEmulator) -> None:
-    emu.add_connector(
-        ConnectorSpec(
-            uid=SHORT, type="custom", token_ttl=TTL, links={"prj_emulator": ["development"]}
-        )
-    )
 
 
 @pytest.fixture
 def quiet_heap() -> Any:
-    """Freeze what earlier tests left on the heap, so full GC passes over it cannot stall
-    requests for longer than a 1 s token's refresh margin."""
+    """Freeze what earlier tests left on the heap, so full GC passes over it stay short."""
     gc.collect()
     gc.freeze()
     yield
     gc.unfreeze()
 
 
-def _dead_requests(emu: ConnectEmulator) -> int:
-    return sum(c.token_state in ("expired", "revoked") for c in emu.provider_calls)
+class _Attached:
+    """What the adapters attached to each request: the token, and when they were asked."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float]] = []  # list.append is atomic: no lock needed
+
+    def recording(self, auth_cls: Any) -> Any:
+        """``auth_cls`` with its token lookups recorded."""
+        seen = self.seen
+
+        class Recording(auth_cls):  # type: ignore[misc, valid-type]
+            def token(self) -> str:
+                asked = time.time()
+                token: str = super().token()
+                seen.append((token, asked))
+                return token
+
+            async def atoken(self) -> str:
+                asked = time.time()
+                token: str = await super().atoken()
+                seen.append((token, asked))
+                return token
+
+        return Recording
 
 
-# -- load with expiry -----------------------------------------------------------------
+class _Sizing:
+    """Token lifetime and buffer sized from the request latency measured under the test's
+    own load, so a request in flight on a busy machine does not outlive its token."""
+
+    def __init__(self, latencies: list[float]) -> None:
+        ordered = sorted(latencies)
+        self.p99 = ordered[int(len(ordered) * 0.99)]
+        # Floors for what a busy machine adds between two measurements (GC, a neighbour).
+        self.buffer_ms = max(1000.0, 10_000 * self.p99)
+        self.ttl = max(2.5, 25 * self.p99, 2 * self.buffer_ms / 1000)
+        # Refresh-ahead refetches halfway through the time a token can be served.
+        self.refresh_every = (self.ttl - self.buffer_ms / 1000) / 2
+
+    def add_connector(self, emu: ConnectEmulator) -> None:
+        emu.add_connector(
+            ConnectorSpec(
+                uid=SHORT,
+                type="custom",
+                token_ttl=self.ttl,
+                links={"prj_emulator": ["development"]},
+            )
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"p99 latency {self.p99 * 1000:.0f} ms -> tokens of {self.ttl:.1f} s, "
+            f"buffer {self.buffer_ms / 1000:.1f} s, refresh every {self.refresh_every:.1f} s"
+        )
+
+
+def _check_load(
+    emu: ConnectEmulator,
+    attached: _Attached,
+    sizing: _Sizing,
+    *,
+    name: str,
+    requests_made: int,
+    failures: int,
+    elapsed: float,
+) -> None:
+    """Print the figures, then hold the library to what is its own doing:
+    no failed request, no token attached inside its buffer, one Connect call per
+    refresh window. Tokens that died in transit (a request slower than the buffer)
+    are the machine's doing: reported, and each must have been resent once."""
+    expires_ms = {t.token: t.expires_at_ms for t in emu.issued_tokens()}
+    stale = sum(expires_ms[tok] - asked * 1000 <= sizing.buffer_ms for tok, asked in attached.seen)
+    calls = emu.token_calls(SHORT)
+    died = sum(c.token_state in ("expired", "revoked") for c in emu.provider_calls)
+    sent = len(emu.provider_calls)
+    print(
+        f"\n{name}: {sizing}; {requests_made} requests ({sent - requests_made} resent) in "
+        f"{elapsed:.1f} s, failures {failures}, tokens attached inside their buffer {stale}, "
+        f"died in transit {died}, Connect calls {calls} "
+        f"(refresh windows {elapsed / sizing.refresh_every:.1f})"
+    )
+    assert failures == 0 and stale == 0
+    assert sent == requests_made + died  # each dead-on-arrival request resent once
+    # One fetch per refresh window, never one per request or thread; a token refused
+    # in transit costs at most one more.
+    assert 1 <= calls <= elapsed / sizing.refresh_every + 3 + died
+
+
+def _calibrate_threads(emu: ConnectEmulator, client: ConnectClient, threads: int) -> _Sizing:
+    """Request latency of the thread load's shape, on a long-lived token."""
+    url = emu.provider_url(SLACK)
+    latencies: list[float] = []
+
+    def worker() -> None:
+        with httpx.Client(auth=HttpxAuth(SLACK, subject=APP, client=client), timeout=60) as h:
+            for _ in range(100):
+                started = time.perf_counter()
+                h.get(url)
+                latencies.append(time.perf_counter() - started)
+
+    _threaded(threads, worker)
+    return _Sizing(latencies)
 
 
 def test_load_threads_with_expiring_tokens(
     client: ConnectClient, emulator: ConnectEmulator, quiet_heap: None
 ) -> None:
-    """32 threads x 2000 requests, 1 s tokens: no failure, no dead token at the provider."""
-    _short_lived(emulator)
+    """32 threads x 1000 requests (httpx and requests) on tokens that expire every few
+    hundred requests: no failure, no stale token attached, one fetch per refresh window."""
+    sizing = _calibrate_threads(emulator, client, 32)
+    sizing.add_connector(emulator)
+    emulator.state.provider_calls.clear()  # count only the load's requests
     url = emulator.provider_url(SHORT)
-    session_kind = [0]
-    lock = threading.Lock()
-    failures: list[int] = []
-    auth_kwargs = {"subject": APP, "client": client, "validity_buffer_ms": BUFFER_MS}
+    attached = _Attached()
+    auth_kwargs = {"subject": APP, "client": client, "validity_buffer_ms": sizing.buffer_ms}
+    n = 1000
 
-    def worker() -> int:
-        with lock:
-            session_kind[0] += 1
-            use_requests = session_kind[0] % 2 == 0
+    def worker(use_requests: bool) -> int:
         bad = 0
         if use_requests:
             with requests.Session() as s:
-                s.auth = RequestsAuth(SHORT, **auth_kwargs)
-                for _ in range(2000):
-                    bad += s.get(url, timeout=30).status_code != 200
+                s.auth = attached.recording(RequestsAuth)(SHORT, **auth_kwargs)
+                for _ in range(n):
+                    bad += s.get(url, timeout=60).status_code != 200
         else:
-            with httpx.Client(auth=HttpxAuth(SHORT, **auth_kwargs), timeout=30) as h:
-                for _ in range(2000):
+            auth = attached.recording(HttpxAuth)(SHORT, **auth_kwargs)
+            with httpx.Client(auth=auth, timeout=60) as h:
+                for _ in range(n):
                     bad += h.get(url).status_code != 200
-        failures.append(bad)
         return bad
 
+    kinds = iter([True, False] * 16)
+    lock = threading.Lock()
+
+    def next_worker() -> int:
+        with lock:
+            use_requests = next(kinds)
+        return worker(use_requests)
+
     started = time.monotonic()
-    _threaded(32, lambda: worker())  # type: ignore[arg-type, return-value]
+    failures = _threaded(32, next_worker)
     elapsed = time.monotonic() - started
-    sent = len(emulator.provider_calls)
-    calls = emulator.token_calls(SHORT)
-    lifetimes = elapsed / TTL
-    print(
-        f"\nload/threads: {sent} requests in {elapsed:.1f} s, failures {sum(failures)}, "
-        f"dead-token requests {_dead_requests(emulator)}, Connect calls {calls}, "
-        f"token lifetimes {lifetimes:.1f} (refresh every {TTL - BUFFER_MS / 1000:.1f} s)"
+    _check_load(
+        emulator,
+        attached,
+        sizing,
+        name="load/threads",
+        requests_made=32 * n,
+        failures=sum(failures),
+        elapsed=elapsed,
     )
-    assert sent == 64_000 and sum(failures) == 0
-    assert _dead_requests(emulator) == 0
-    # One fetch per refresh window, never one per request or thread: refresh-ahead
-    # refetches halfway through the time a token can be served (TTL - buffer).
-    assert elapsed / TTL <= calls <= elapsed / ((TTL - BUFFER_MS / 1000) / 2) + 3
 
 
 def test_load_tasks_with_expiring_tokens(
     client: ConnectClient, emulator: ConnectEmulator, quiet_heap: None
 ) -> None:
-    """500 asyncio tasks x 20 requests with 1 s tokens: no failure, no dead token.
+    """300 asyncio tasks x 6 requests on one httpx.AsyncClient, tokens that expire during
+    the run: no failure, no stale token attached, one fetch per refresh window.
 
-    Tasks arrive spread over 1.5 s and pause between requests (as request
-    handlers do), keeping the offered load under what one event loop and the
-    emulator serve on 2 cores: a request queued for seconds behind a saturated
-    pool would outlive any 1 s token, whoever attached it.
+    The tasks pause between requests, as request handlers do, so that together they
+    offer half of what the loop and the emulator serve flat out (measured first): a
+    saturated loop would queue requests for ever longer, whoever attached their tokens.
+    Token lifetimes are then sized from the latency measured at that pace.
     """
-    _short_lived(emulator)
-    url = emulator.provider_url(SHORT)
+    tasks, per_task, connections = 300, 6, 50
+    limits = httpx.Limits(max_connections=connections)
 
-    async def main() -> list[int]:
-        auth = HttpxAuth(SHORT, subject=APP, client=client, validity_buffer_ms=BUFFER_MS)
-        limits = httpx.Limits(max_connections=50)
-        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=60) as h:
+    async def run(
+        connector: str, auth: Any, rounds: int, pause: float | None
+    ) -> tuple[list[int], list[float], float]:
+        """``pause=None``: one task per connection, flat out; else ``tasks`` paced tasks."""
+        url = emulator.provider_url(connector)
+        latencies: list[float] = []
+        async with httpx.AsyncClient(auth=auth, limits=limits, timeout=120) as h:
 
             async def task() -> int:
                 bad = 0
-                await asyncio.sleep(random.random() * 1.5)  # users do not arrive in one tick
-                for _ in range(20):
+                for _ in range(rounds):
+                    if pause is not None:  # arrivals and think time spread out
+                        await asyncio.sleep(random.random() * 2 * pause)
+                    started = time.perf_counter()
                     bad += (await h.get(url)).status_code != 200
-                    await asyncio.sleep(random.random() * 1.5)
+                    latencies.append(time.perf_counter() - started)
                 return bad
 
-            return list(await asyncio.gather(*[task() for _ in range(500)]))
+            started = time.perf_counter()
+            n = connections if pause is None else tasks
+            bad = list(await asyncio.gather(*[task() for _ in range(n)]))
+            return bad, latencies, len(latencies) / (time.perf_counter() - started)
 
-    started = time.monotonic()
-    failures = asyncio.run(main())
-    elapsed = time.monotonic() - started
-    calls = emulator.token_calls(SHORT)
-    print(
-        f"\nload/tasks: {len(emulator.provider_calls)} requests in {elapsed:.1f} s, "
-        f"failures {sum(failures)}, dead-token requests {_dead_requests(emulator)}, "
-        f"Connect calls {calls}, token lifetimes {elapsed / TTL:.1f}"
+    long_lived = HttpxAuth(SLACK, subject=APP, client=client)
+    capacity = asyncio.run(run(SLACK, long_lived, 10, None))[2]
+    mean_pause = tasks / (capacity / 2)
+    sizing = _Sizing(asyncio.run(run(SLACK, long_lived, 2, mean_pause))[1])
+    sizing.add_connector(emulator)
+    emulator.state.provider_calls.clear()  # count only the load's requests
+    attached = _Attached()
+    auth = attached.recording(HttpxAuth)(
+        SHORT, subject=APP, client=client, validity_buffer_ms=sizing.buffer_ms
     )
-    assert len(emulator.provider_calls) == 10_000 and sum(failures) == 0
-    assert _dead_requests(emulator) == 0
-    assert 1 <= calls <= elapsed / ((TTL - BUFFER_MS / 1000) / 2) + 3
+    started = time.monotonic()
+    failures, _, _ = asyncio.run(run(SHORT, auth, per_task, mean_pause))
+    elapsed = time.monotonic() - started
+    print(f"\nload/tasks: flat out {capacity:.0f} requests/s; the tasks offer half of it")
+    _check_load(
+        emulator,
+        attached,
+        sizing,
+        name="load/tasks",
+        requests_made=tasks * per_task,
+        failures=sum(failures),
+        elapsed=elapsed,
+    )
 
 
 # -- faults ------------------------------------------------------------------------------
