@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from ._api import default_client
 from ._client import ConnectClient
 from ._models import SubjectLike, TokenRequest, coerce_subject
+from ._oidc import hidden
 
 __all__ = [
     "ConnectAuthBase",
@@ -158,7 +159,7 @@ class ConnectAuthBase:
                 raise ValueError("hosts must be a non-empty collection of host names")
         if refresh_if is not None and not callable(refresh_if):
             raise TypeError("refresh_if must be a callable (status, body) -> bool")
-        self.vercel_token = vercel_token
+        self.vercel_token = hidden(vercel_token)
         self._client = client
         self.refresh_on = codes
         self.hosts: frozenset[str] | None = hosts
@@ -189,7 +190,11 @@ class ConnectAuthBase:
 
     async def atoken(self) -> str:
         """A valid token without blocking the event loop."""
-        return (await self.client.atoken_for(self.request, self.vercel_token)).token
+        client = self._client or default_client()
+        token = client._engine.cached(self.request, self.vercel_token)  # no I/O, no await
+        if token is not None:
+            return token
+        return (await client.atoken_for(self.request, self.vercel_token)).token
 
     def needs_body(self, status: int) -> bool:
         """Whether deciding on this response needs its body (only with ``refresh_if``)."""

@@ -21,7 +21,7 @@ from ._models import (
     TokenRequest,
     TokenResponse,
 )
-from ._oidc import Credential
+from ._oidc import Credential, hidden
 from ._protocol import connector_path
 from ._retry import RetryPolicy
 from ._wire import ConnectWire, accept_any, parse_token
@@ -107,7 +107,7 @@ class ConnectClient:
         self._engine = TokenEngine(
             fetch=self._fetch,
             afetch=self._afetch,
-            vercel_token=vercel_token,
+            vercel_token=hidden(vercel_token),
             cache_size=cache_size,
             refresh_ahead_ms=float(refresh_ahead_ms),
             # Every fetch ends within the retry deadline plus one attempt; the rest is
@@ -179,7 +179,7 @@ class ConnectClient:
         installation or credential; a failed revoke leaves the cache untouched.
         """
         request, path, body, cred = self._revocation(
-            connector, subject, installation_id, vercel_token
+            connector, subject, installation_id, hidden(vercel_token)
         )
         self._wire.call("DELETE", path, body, cred, accept_any)
         self._evict_subject(request)
@@ -194,7 +194,7 @@ class ConnectClient:
     ) -> None:
         """Async :meth:`revoke_token`, on the caller's event loop."""
         request, path, body, cred = self._revocation(
-            connector, subject, installation_id, vercel_token
+            connector, subject, installation_id, hidden(vercel_token)
         )
         await self._wire.acall("DELETE", path, body, cred, accept_any)
         self._evict_subject(request)
@@ -275,7 +275,7 @@ class ConnectClient:
 
     def _evict_subject(self, request: TokenRequest) -> None:
         connector, subject_key = request.connector, request.key.subject_key
-        self._engine.delete_where(
+        self._engine.revoke_where(
             lambda k: k[0].connector == connector and k[0].subject_key == subject_key
         )
         log.debug(
@@ -308,7 +308,7 @@ def _split(
     """Separate call options (credential, force) from request params and validate them."""
     if not options:
         return _request_for(connector, subject, options), None, False
-    vercel_token = options.pop("vercel_token", None)
+    vercel_token = hidden(options.pop("vercel_token", None))  # out of the caller's dict
     force = options.pop("force_refresh", False)
     if not isinstance(force, bool):
         raise TypeError("force_refresh must be True or False")

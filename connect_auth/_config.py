@@ -28,6 +28,9 @@ def resolve_base_url(base_url: str | None, region: str | None, env: Mapping[str,
         chosen = f"https://api-{reg}.vercel.com" if reg else DEFAULT_BASE_URL
     if not isinstance(chosen, str):
         raise TypeError(f"base_url must be a string, not {type(chosen).__name__}")
+    chosen = chosen.strip()  # a pasted value's stray space or newline
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in chosen):
+        raise ValueError(f"base_url {chosen!r} must not contain spaces or control characters")
     parts = urlsplit(chosen)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"base_url {chosen!r} must be an absolute http(s) URL")

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, NamedTuple
@@ -80,6 +81,8 @@ class TokenEngine:
         self._clock = clock
         self._lock = threading.Lock()
         self._flights: dict[Hashable, Future[TokenResponse]] = {}
+        # Fetches overtaken by a revoke (weak: they go when their callers are done).
+        self._revoked: weakref.WeakSet[Future[TokenResponse]] = weakref.WeakSet()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -113,13 +116,12 @@ class TokenEngine:
         if hit is not None:
             return hit
         assert flight is not None
-        if flight.leader:
-            self._lead(flight)
-        try:
-            flight.future.exception(timeout=self._wait_limit)
-        except TimeoutError:
-            self._abandon(flight)
-        return result_of(flight.future)
+        response = self._run(flight)
+        if self._usable(flight, response):
+            return response
+        _, flight = self._join(request, vercel_token, True)  # once: whatever it brings
+        assert flight is not None
+        return self._run(flight)
 
     async def atoken_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
@@ -129,6 +131,25 @@ class TokenEngine:
         if hit is not None:
             return hit
         assert flight is not None
+        response = await self._arun(flight)
+        if self._usable(flight, response):
+            return response
+        _, flight = self._join(request, vercel_token, True)
+        assert flight is not None
+        return await self._arun(flight)
+
+    def _run(self, flight: Flight) -> TokenResponse:
+        """Lead or wait for ``flight`` in this thread; its token or its error."""
+        if flight.leader:
+            self._lead(flight)
+        try:
+            flight.future.exception(timeout=self._wait_limit)
+        except TimeoutError:
+            self._abandon(flight)
+        return result_of(flight.future)
+
+    async def _arun(self, flight: Flight) -> TokenResponse:
+        """Lead (as a detached task) or await ``flight`` on this event loop."""
         if flight.leader:
             try:
                 loop = current_loop()
@@ -142,6 +163,16 @@ class TokenEngine:
         except TimeoutError:
             self._abandon(flight)
         return result_of(flight.future)
+
+    def _usable(self, flight: Flight, response: TokenResponse) -> bool:
+        """Whether a shared fetch's token may go to this caller: not if a revoke ran while
+        it was in flight, nor, for a caller that joined it, if it has less life left than
+        the caller's own validity buffer asks for."""
+        if flight.future in self._revoked:
+            return False
+        if flight.leader:  # a fresh token is handed out even inside the buffer
+            return True
+        return is_fresh(response.expires_at, self._clock() * 1000.0, flight.request.buffer_ms)
 
     def credential(self, vercel_token: str | None) -> Credential:
         """The credential a call with ``vercel_token`` uses (argument > client > lookup)."""
@@ -174,10 +205,15 @@ class TokenEngine:
         with self._lock:
             self._cache.delete(key)
 
-    def delete_where(self, predicate: Callable[[Any], bool]) -> None:
-        """Remove every entry whose key matches."""
+    def revoke_where(self, predicate: Callable[[Any], bool]) -> None:
+        """Forget every token whose key matches, cached or still in flight: a fetch
+        under way may bring a token minted before the revoke, which is then neither
+        cached nor handed out."""
         with self._lock:
             self._cache.delete_where(predicate)
+            for key, future in self._flights.items():
+                if predicate(key):
+                    self._revoked.add(future)
 
     def clear(self) -> None:
         """Drop every cached token."""
@@ -190,6 +226,7 @@ class TokenEngine:
         in the parent start again on the next hit."""
         self._lock = threading.Lock()
         self._flights = {}
+        self._revoked = weakref.WeakSet()
         for entry in self._cache.entries():
             if entry.refresh_at == math.inf:
                 entry.refresh_at = 0.0
@@ -263,7 +300,7 @@ class TokenEngine:
         now_ms = self._clock() * 1000.0
         with self._lock:
             # A token already inside the buffer is handed out once, never cached.
-            if is_fresh(response.expires_at, now_ms, buffer):
+            if is_fresh(response.expires_at, now_ms, buffer) and flight.future not in self._revoked:
                 when = refresh_at(response.expires_at, now_ms, buffer, self._ahead)
                 self._cache.put(flight.key, Entry(response, when))
             self._end(flight)

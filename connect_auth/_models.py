@@ -78,7 +78,11 @@ class JwtBearerSubject:
         if self.additional_claims is not None:
             if not isinstance(self.additional_claims, Mapping):
                 raise TypeError("JwtBearerSubject.additional_claims must be a dict")
-            _canonical_json("JwtBearerSubject.additional_claims", self.additional_claims)
+            # A deep copy: the caller mutating its dict later changes nothing sent or cached.
+            frozen = json.loads(
+                _canonical_json("JwtBearerSubject.additional_claims", self.additional_claims)
+            )
+            object.__setattr__(self, "additional_claims", frozen)
 
     def __hash__(self) -> int:
         claims = self.additional_claims
@@ -294,6 +298,12 @@ class TokenRequest:
             )
         if not connector.strip():
             raise ValueError("connector must be a non-empty uid (e.g. 'slack/acme-slack') or id")
+        if connector in (".", ".."):
+            raise ValueError(
+                f"connector {connector!r} is not a connector uid or id (e.g. 'slack/acme-slack')"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in connector):
+            raise ValueError("connector must not contain control characters (line breaks, tabs)")
         params = TokenParams.build(subject=subject, **options)
         buffer = params.validity_buffer_ms
         return cls(
@@ -396,8 +406,7 @@ def _authorization_details(value: object) -> tuple[Mapping[str, Any], ...] | Non
     for item in value:
         if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
             raise TypeError("each authorization_details entry must be a dict with a string 'type'")
-        _canonical_json("authorization_details", item)
-        out.append(dict(item))
+        out.append(json.loads(_canonical_json("authorization_details", item)))  # a deep copy
     return tuple(out)
 
 

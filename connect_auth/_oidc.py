@@ -25,6 +25,8 @@ from ._errors import OidcTokenError
 
 __all__ = [
     "Credential",
+    "SecretStr",
+    "hidden",
     "oidc_token_scope",
     "parse_dotenv",
     "recent_credential",
@@ -36,6 +38,21 @@ _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=
 _facts: dict[str, tuple[Credential, float | None]] = {}
 _FACTS_MAX = 256
 _dotenv_cache: dict[Path, tuple[int, str | None]] = {}
+
+
+class SecretStr(str):
+    """A credential as a ``str`` whose ``repr`` never shows it: captured traceback
+    locals (pytest ``--showlocals``, Sentry) and debuggers print ``repr``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<hidden credential>'"
+
+
+def hidden(value: str | None) -> str | None:
+    """``value`` as a :class:`SecretStr` (``None`` stays ``None``)."""
+    return value if value is None or type(value) is SecretStr else SecretStr(value)
 
 
 class Credential(NamedTuple):
@@ -60,7 +77,7 @@ def oidc_token_scope(token: str | None) -> Iterator[None]:
     """
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise ValueError("the scoped OIDC token must be a non-empty string or None")
-    reset = _scoped.set(token)
+    reset = _scoped.set(hidden(token))
     try:
         yield
     finally:
@@ -94,11 +111,16 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     else:
         value, source = explicit, "the vercel_token argument"
     last = _last
-    cred, exp = last[1] if value == last[0] else _facts_of(value)
+    if value == last[0]:
+        cred, exp = last[1]
+    else:
+        _check_header_safe(value, source)
+        cred, exp = _facts_of(value)
     if exp is not None and exp <= now:
         if source in (_ENV, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
             value, source = _lookup(explicit, fresh_file=True)
+            _check_header_safe(value, source)
             cred, exp = _facts_of(value)
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
@@ -121,14 +143,30 @@ _env_seen: tuple[object, str | None] = (object(), None)
 def _env_token() -> str | None:
     global _env_seen
     if _environ_raw is None:  # not CPython's os._Environ: read it plainly
-        return os.environ.get(_ENV)
+        return _stripped(os.environ.get(_ENV))
     raw = _environ_raw.get(_ENV_RAW_KEY)
     seen = _env_seen
     if raw is seen[0] and raw is not None:
         return seen[1]
-    value = os.environ.get(_ENV)
+    value = _stripped(os.environ.get(_ENV))
     _env_seen = (raw, value)
     return value
+
+
+def _stripped(value: str | None) -> str | None:
+    """An env or file value without the whitespace a paste or an editor leaves around it."""
+    return None if value is None else SecretStr(value.strip())
+
+
+def _check_header_safe(value: str, source: str) -> None:
+    """Refuse a credential that cannot travel in an HTTP header, naming where it came
+    from and never what it holds."""
+    if not value.isascii() or any(ord(c) <= 32 or ord(c) == 127 for c in value):
+        raise OidcTokenError(
+            f"the Vercel OIDC token from {source} contains spaces, line breaks, control or "
+            "non-ASCII characters; set it to the token alone (run `vercel env pull` again)",
+            code="oidc_token_invalid",
+        )
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -177,7 +215,7 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
         cached = _dotenv_cache.get(path)
         if cached is None or cached[0] != stamp or fresh:
             try:
-                value = parse_dotenv(path.read_text(encoding="utf-8")).get(_ENV) or None
+                value = _stripped(parse_dotenv(path.read_text(encoding="utf-8")).get(_ENV)) or None
             except (OSError, UnicodeDecodeError):
                 value = None
             cached = (stamp, value)

@@ -16,7 +16,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import anyio
 import httpcore
 import httpx
 
+from ._errors import ConnectError
 from ._models import TokenResponse
 from ._oidc import Credential
 from ._protocol import (
@@ -77,20 +78,23 @@ class ConnectWire:
     ) -> T:
         """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer."""
         http = self._client()
-        content, headers = _encode(body, cred)
+        content, headers, auth = _encode(body, cred)
 
         def attempt(seconds_left: float) -> T:
             limit = _attempt_limit(self._timeout, seconds_left)
-            with _transport_errors(method, path):
-                token = _deadline.set(time.monotonic() + limit)
-                try:
-                    r = http.request(
-                        method, self.base_url + path, content=content, headers=headers,
-                        timeout=limit,
-                    )  # fmt: skip
-                finally:
-                    _deadline.reset(token)
-            return _outcome(method, path, r, ok)
+            token = _deadline.set(time.monotonic() + limit)
+            try:
+                r = http.request(
+                    method, self.base_url + path, content=content, headers=headers,
+                    auth=auth, timeout=limit,
+                )  # fmt: skip
+            except Exception as exc:
+                failure = _failure(method, path, exc)
+            else:
+                return _outcome(method, path, r, ok)
+            finally:
+                _deadline.reset(token)
+            raise failure  # outside the handler: no link back to httpx's exception
 
         return run_with_retries(attempt, self._retry, random=self._random.random)
 
@@ -98,17 +102,22 @@ class ConnectWire:
         self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
     ) -> T:
         """Async :meth:`call`, on the caller's event loop (asyncio or trio)."""
-        content, headers = _encode(body, cred)
+        content, headers, auth = _encode(body, cred)
         async with self._aclient() as http:
 
             async def attempt(seconds_left: float) -> T:
                 limit = _attempt_limit(self._timeout, seconds_left)
-                with _transport_errors(method, path), anyio.fail_after(limit):
-                    r = await http.request(
-                        method, self.base_url + path, content=content, headers=headers,
-                        timeout=limit,
-                    )  # fmt: skip
-                return _outcome(method, path, r, ok)
+                try:
+                    with anyio.fail_after(limit):
+                        r = await http.request(
+                            method, self.base_url + path, content=content, headers=headers,
+                            auth=auth, timeout=limit,
+                        )  # fmt: skip
+                except Exception as exc:
+                    failure = _failure(method, path, exc)
+                else:
+                    return _outcome(method, path, r, ok)
+                raise failure
 
             return await arun_with_retries(attempt, self._retry, random=self._random.random)
 
@@ -185,22 +194,57 @@ def _attempt_limit(timeout: float, seconds_left: float) -> float:
     return min(timeout, seconds_left)
 
 
-def _encode(body: dict[str, Any], cred: Credential) -> tuple[bytes, dict[str, str]]:
+def _encode(body: dict[str, Any], cred: Credential) -> tuple[bytes, dict[str, str], _Bearer]:
     content = json.dumps(body, separators=(",", ":")).encode()
-    return content, {"Authorization": f"Bearer {cred.value}", "Content-Type": "application/json"}
+    return content, {"Content-Type": "application/json"}, _Bearer(cred)
 
 
-@contextlib.contextmanager
-def _transport_errors(method: str, path: str) -> Iterator[None]:
-    """Network failures and timeouts, as retryable failures that name no secret."""
-    try:
-        yield
-    except (httpx.TimeoutException, TimeoutError) as exc:
+class _Bearer(httpx.Auth):
+    """Sets the credential on the request as it leaves. So no frame of ours holds the
+    header in a local, where captured traceback locals (pytest ``--showlocals``, Sentry)
+    would print it."""
+
+    def __init__(self, cred: Credential) -> None:
+        self._cred = cred
+
+    def __repr__(self) -> str:
+        return "_Bearer(<hidden>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + self._cred.value
+        yield request
+
+
+def _failure(method: str, path: str, exc: Exception) -> Exception:
+    """What a failed send becomes: a retryable failure for network errors and timeouts,
+    a final error for a request we could not form, anything else as it is. What is
+    chained keeps the failure's type and message, never its request or frames: the
+    request carries the credential."""
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         log.debug("connect_auth: %s %s timed out", method, _plain(path))
-        raise TransientFailure(f"timed out ({type(exc).__name__})") from exc
-    except httpx.TransportError as exc:
+        failure: Exception = TransientFailure(f"timed out ({type(exc).__name__})")
+    elif isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
+        # Retrying cannot help, and the library's message may quote a header value.
+        return ConnectError(
+            f"the request to Connect could not be sent ({type(exc).__name__}): "
+            "a header or the URL is malformed",
+            code="invalid_request",
+        )
+    elif isinstance(exc, httpx.TransportError):
         log.debug("connect_auth: %s %s failed: %s", method, _plain(path), type(exc).__name__)
-        raise TransientFailure(f"network error ({type(exc).__name__})") from exc
+        failure = TransientFailure(f"network error ({type(exc).__name__})")
+    else:
+        return exc
+    failure.__cause__ = _bare(exc)
+    return failure
+
+
+def _bare(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` with its message only: no request, traceback or cause."""
+    try:
+        return type(exc)(str(exc))
+    except Exception:  # an exception type with another constructor
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T]) -> T:

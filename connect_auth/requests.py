@@ -64,10 +64,12 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
             self.not_resent("its body is a one-shot stream (generator or iterator)")
             return response
         rewind()
+        # requests builds redirects of the resend from the original request: give it the
+        # new token too, or a same-origin redirect would carry the refused one.
+        sent.headers["Authorization"] = f"Bearer {self.token()}"
         retry = sent.copy()
         # The resend carries no hook of ours: one resend, never a loop.
         retry.hooks["response"] = [h for h in retry.hooks["response"] if h != self._on_response]
-        retry.headers["Authorization"] = f"Bearer {self.token()}"
         response.content  # noqa: B018 - drain so the connection can be reused
         response.close()
         adapter = response.connection

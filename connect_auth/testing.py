@@ -578,6 +578,9 @@ class _Handler(BaseHTTPRequestHandler):
         forced = query.get("status", [None])[0]
         headers: dict[str, str] = {}
         answer: dict[str, Any]
+        when_live = query.get("redirect_when_live", [None])[0]
+        if when_live and state.check_provider_token(connector, token)[0] == "live":
+            redirect = when_live
         if redirect:
             token_state, token_id = "ignored", None
             status, answer = 307, {"redirect": redirect}

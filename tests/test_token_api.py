@@ -197,10 +197,13 @@ def test_bad_arguments_fail_before_the_network(
 
 
 def test_cache_hit_and_buffer_boundary(emulator: ConnectEmulator) -> None:
-    """Served while expires_at - now > buffer; at the boundary it is fetched again."""
+    """Served while expires_at - now > buffer; at the boundary it is fetched again
+    (refresh-ahead off: it would refetch in the background before the boundary)."""
     now = [time.time()]
     oidc = emulator.oidc_token(ttl=7200)
-    with ConnectClient(base_url=emulator.url, vercel_token=oidc, clock=lambda: now[0]) as c:
+    with ConnectClient(
+        base_url=emulator.url, vercel_token=oidc, clock=lambda: now[0], refresh_ahead_ms=0
+    ) as c:
         first = c.get_token_response(SLACK, subject=APP)
         assert c.get_token(SLACK, subject=APP) == first.token
         now[0] = (first.expires_at - 30_001) / 1000  # 30.001 s left: still fresh

@@ -1,0 +1,341 @@
+"""Hostile and careless input, secrets in tracebacks, and races around revokes.
+
+Each test names the item of the hardening review it covers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import string
+import threading
+import time
+import traceback
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import requests
+from helpers import APP, SLACK, fast_retry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connect_auth import (
+    ConnectClient,
+    ConnectError,
+    ConnectUnavailableError,
+    OidcTokenError,
+)
+from connect_auth.httpx import ConnectAuth as HttpxAuth
+from connect_auth.requests import ConnectAuth as RequestsAuth
+from connect_auth.testing import ConnectEmulator, ConnectorSpec
+
+
+def _everything_printed(exc: BaseException) -> str:
+    """The whole chain as a traceback with the locals of every frame below the test's
+    own, as Sentry or pytest ``--showlocals`` would show it, plus each exception's
+    attributes."""
+    shown: traceback.TracebackException | None = traceback.TracebackException.from_exception(
+        exc, capture_locals=True
+    )
+    text = ""
+    seen: set[int] = set()
+    while shown is not None and id(shown) not in seen:
+        seen.add(id(shown))
+        for frame in shown.stack:
+            if "/tests/" not in frame.filename:
+                text += f"{frame.filename}:{frame.lineno} {frame.line} {frame.locals!r}"
+        shown = shown.__cause__ or shown.__context__
+    chain: list[BaseException] = [exc]
+    while chain:  # every link, causes and contexts alike
+        link = chain.pop()
+        text += repr(link) + str(link) + repr(getattr(link, "__dict__", ""))
+        chain += [e for e in (link.__cause__, link.__context__) if e is not None]
+    return text
+
+
+# -- item 2: a revoke overtakes a fetch in flight ---------------------------------------------
+
+
+def test_token_minted_before_a_revoke_is_never_served_after_it() -> None:
+    """A fetch mints t1, a revoke completes, then t1 arrives: neither the caller that led the
+    fetch nor anyone later gets t1, and it is not cached."""
+    minted: list[str] = []
+    deliver = threading.Event()
+
+    def connect_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        token = f"t{len(minted) + 1}"
+        minted.append(token)
+        if token == "t1":
+            assert deliver.wait(10)  # held until the revoke has returned
+        body = {
+            "token": token,
+            "expiresAt": int((time.time() + 3600) * 1000),
+            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
+        }
+        return httpx.Response(200, json=body)
+
+    with ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(connect_api),
+    ) as client:
+        got: list[str] = []
+        leader = threading.Thread(target=lambda: got.append(client.get_token(SLACK, subject=APP)))
+        leader.start()
+        while not minted:
+            time.sleep(0.001)
+        client.revoke_token(SLACK, subject=APP)
+        deliver.set()
+        leader.join()
+        assert got == ["t2"]  # the leader fetched again instead of handing out t1
+        assert client.get_token(SLACK, subject=APP) == "t2"
+    assert minted == ["t1", "t2"]
+
+
+# -- item 4: credentials with stray whitespace or control characters --------------------------
+
+
+def test_credential_from_env_is_stripped(
+    emulator: ConnectEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trailing newline (a paste or file artefact) in VERCEL_OIDC_TOKEN is dropped."""
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", emulator.oidc_token() + "\n")
+    with ConnectClient(base_url=emulator.url) as client:
+        assert client.get_token(SLACK, subject=APP)
+
+
+@pytest.mark.parametrize("bad", ["abc\ndef", "abc def", "abc\x00", "ab\x7fc", "tökén"])
+def test_credential_with_control_characters_is_refused_before_any_call(bad: str) -> None:
+    """An explicit credential that cannot be a header value: OidcTokenError, no request
+    sent, and the value is not in the error."""
+    sent: list[httpx.Request] = []
+    with (
+        ConnectClient(
+            base_url="http://127.0.0.1:9",
+            vercel_token="x" * 20 + bad,
+            transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)),
+        ) as client,
+        pytest.raises(OidcTokenError, match="the vercel_token argument") as caught,
+    ):
+        client.get_token(SLACK, subject=APP)
+    assert sent == []
+    assert caught.value.code == "oidc_token_invalid"
+    assert "x" * 20 not in _everything_printed(caught.value)
+
+
+def test_local_protocol_errors_are_not_retried() -> None:
+    """A request httpx cannot send (here: an illegal header the transport refuses) fails at
+    once with a ConnectError that quotes nothing, instead of four retries and an outage."""
+    attempts: list[int] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        raise httpx.LocalProtocolError("Illegal header value b'Bearer secret-credential'")
+
+    with (
+        ConnectClient(
+            base_url="http://127.0.0.1:9",
+            vercel_token="secret-credential",
+            transport=httpx.MockTransport(refuse),
+            retry=fast_retry(),
+        ) as client,
+        pytest.raises(ConnectError, match="could not be sent") as caught,
+    ):
+        client.get_token(SLACK, subject=APP)
+    assert not isinstance(caught.value, ConnectUnavailableError)
+    assert attempts == [1]
+    assert "secret-credential" not in _everything_printed(caught.value)
+
+
+# -- item 6: secrets in tracebacks and chained causes -----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_no_credential_in_captured_locals_or_causes(anyio_backend: str) -> None:
+    """Connect unreachable: the error, its causes and every frame's locals hold no
+    credential (sync and async)."""
+    secret = "eyJsecret.credential.value"
+    with ConnectClient(
+        base_url="http://127.0.0.1:9",  # nothing listens on the discard port
+        vercel_token=secret,
+        retry=fast_retry(max_attempts=2),
+    ) as client:
+        with pytest.raises(ConnectUnavailableError) as sync_error:
+            client.get_token(SLACK, subject=APP)
+        with pytest.raises(ConnectUnavailableError) as async_error:
+            await client.aget_token(SLACK, subject=APP)
+    for caught in (sync_error.value, async_error.value):
+        assert caught.__cause__ is not None
+        assert getattr(caught.__cause__, "_request", None) is None
+        assert secret not in _everything_printed(caught)
+
+
+# -- items 7 and 8: connector and base URL input ----------------------------------------------
+
+
+@pytest.mark.parametrize("connector", [".", "..", "slack/acme\n", "slack\r/x", "a\tb"])
+def test_connectors_that_would_bend_the_path_are_refused(connector: str) -> None:
+    """'.' and '..' would collapse the API path; control characters are refused too: both
+    before any request."""
+    sent: list[httpx.Request] = []
+    with ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)),
+    ) as client:
+        with pytest.raises(ValueError, match="connector"):
+            client.get_token(connector, subject=APP)
+        with pytest.raises(ValueError, match="connector"):
+            client.revoke_token(connector, subject=APP)
+    assert sent == []
+
+
+def test_base_url_whitespace_is_stripped_or_refused() -> None:
+    """Surrounding whitespace (a pasted env value) is dropped; inner whitespace or control
+    characters are a ValueError at construction."""
+    with ConnectClient(base_url="  http://127.0.0.1:8787/\n") as client:
+        assert client.base_url == "http://127.0.0.1:8787"
+    for bad in ("http://127.0.0.1:8787/a b", "http://127.0.0.1\n:8787", "http://127.0.0.1/\x00"):
+        with pytest.raises(ValueError, match="base_url"):
+            ConnectClient(base_url=bad)
+
+
+# -- item 11: a follower with a larger buffer --------------------------------------------------
+
+
+def test_follower_with_a_larger_buffer_gets_a_token_that_meets_it(
+    emulator: ConnectEmulator,
+) -> None:
+    """The leader accepts a 60 s token with its 30 s buffer; a caller that joined the same
+    fetch asking for 61 s of life does not take it, and fetches again."""
+    emulator.add_connector(
+        ConnectorSpec(uid="short/sixty", token_ttl=60, links={"prj_emulator": ["development"]})
+    )
+    emulator.latency = 0.5
+    with ConnectClient(
+        base_url=emulator.url, vercel_token=emulator.oidc_token(), retry=fast_retry()
+    ) as client:
+        results: dict[str, str] = {}
+
+        def call(name: str, **options: Any) -> None:
+            results[name] = client.get_token("short/sixty", subject=APP, **options)
+
+        leader = threading.Thread(target=call, args=("leader",))
+        leader.start()
+        while not client._engine._flights:
+            time.sleep(0.001)
+        follower = threading.Thread(
+            target=call, args=("follower",), kwargs={"validity_buffer_ms": 61_000}
+        )
+        follower.start()
+        leader.join()
+        follower.join()
+    assert results["leader"] != results["follower"]
+    assert emulator.token_calls() == 2
+    issued = {t.token: t.subject for t in emulator.issued_tokens()}
+    assert json.dumps(issued[results["follower"]]) == json.dumps(issued[results["leader"]])
+
+
+# -- item 1: arguments mutated after a call -----------------------------------------------
+
+_leaf = st.one_of(st.integers(-1000, 1000), st.text(max_size=5), st.booleans(), st.none())
+_json = st.recursive(
+    _leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_claims = st.dictionaries(st.text(min_size=1, max_size=5), _json, max_size=4)
+_scopes = st.lists(st.text(string.ascii_letters, min_size=1, max_size=6), min_size=1, max_size=4)
+_details = st.lists(_claims.map(lambda d: {**d, "type": "custom"}), min_size=1, max_size=3)
+
+
+def _mutate(value: Any) -> None:
+    """Change ``value`` in place, at every depth."""
+    if isinstance(value, dict):
+        for inner in list(value.values()):
+            _mutate(inner)
+        value["mutated"] = True
+    elif isinstance(value, list):
+        for inner in value:
+            _mutate(inner)
+        value.append("mutated")
+
+
+@settings(max_examples=150, deadline=None)
+@given(scopes=_scopes, details=_details, claims=_claims)
+def test_mutating_arguments_after_a_call_changes_nothing(
+    scopes: list[str], details: list[dict[str, Any]], claims: dict[str, Any]
+) -> None:
+    """Whatever the caller does to its lists and dicts after a call, the request that was
+    sent, and the cache key of those arguments, stay what they were at the call."""
+    sent: list[dict[str, Any]] = []
+
+    def connect_api(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        body = {
+            "token": f"t{len(sent)}",
+            "expiresAt": int((time.time() + 3600) * 1000),
+            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
+        }
+        return httpx.Response(200, json=body)
+
+    def arguments() -> dict[str, Any]:
+        return {
+            "subject": {"type": "jwt-bearer", "sub": "s", "additionalClaims": claims},
+            "scopes": scopes,
+            "authorization_details": details,
+        }
+
+    original = copy.deepcopy(arguments())
+    with ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(connect_api),
+    ) as client:
+        auth = HttpxAuth(SLACK, client=client, **arguments())  # built cold, fetches later
+        for value in (scopes, *details, claims):
+            _mutate(value)
+        details.append({"type": "added"})
+        first = auth.token()  # the adapter sends what it was given, not what it is now
+        # The same arguments as given, freshly built: a cache hit.
+        assert client.get_token(SLACK, **copy.deepcopy(original)) == first
+        assert len(sent) == 1
+        assert sent[0]["scopes"] == original["scopes"]
+        assert sent[0]["authorizationDetails"] == original["authorization_details"]
+        assert sent[0]["subject"]["additionalClaims"] == original["subject"]["additionalClaims"]
+        # The mutated arguments are another request: fetched, and sent as they are now.
+        assert client.get_token(SLACK, **arguments()) != first
+        assert len(sent) == 2 and sent[1]["scopes"] == scopes
+
+
+# -- item 3: a redirect of the resent request ---------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["requests", "httpx"])
+def test_redirect_after_a_resend_carries_the_new_token(
+    emulator: ConnectEmulator, library: str
+) -> None:
+    """The token is revoked behind the app's back; /start refuses it, the resend with a new
+    token is redirected to /landing on the same origin, and /landing gets the new token."""
+    client = ConnectClient(base_url=emulator.url, vercel_token=emulator.oidc_token())
+    emulator.revoke(client.get_token(SLACK, subject=APP))
+    landing = emulator.provider_url(SLACK, "landing")
+    start = emulator.provider_url(SLACK, "start") + "?redirect_when_live=" + quote(landing, "")
+    if library == "requests":
+        with requests.Session() as session:
+            session.auth = RequestsAuth(SLACK, subject=APP, client=client)
+            status = session.get(start, timeout=10).status_code
+    else:
+        auth = HttpxAuth(SLACK, subject=APP, client=client)
+        with httpx.Client(auth=auth, follow_redirects=True) as h:
+            status = h.get(start).status_code
+    client.close()
+    seen = [(c.path.rsplit("/", 1)[-1], c.token_state, c.status) for c in emulator.provider_calls]
+    assert seen == [("start", "revoked", 401), ("start", "ignored", 307), ("landing", "live", 200)]
+    assert status == 200
