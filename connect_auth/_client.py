@@ -16,6 +16,7 @@ from ._config import resolve_base_url
 from ._engine import CacheKey, TokenEngine
 from ._models import (
     SubjectLike,
+    TokenExchangeSubject,
     TokenOptions,
     TokenParamsOptions,
     TokenRequest,
@@ -326,6 +327,11 @@ def _request_for(connector: str, subject: SubjectLike, options: dict[str, Any]) 
     over; only arguments that validated are remembered. Types are part of the
     memo key so that, say, ``True`` never passes for ``1``.
     """
+    if type(subject) is TokenExchangeSubject or (
+        type(subject) is dict and subject.get("type") == "token"
+    ):
+        # A raw subject token must not outlive the call in a memo: validate each time.
+        return TokenRequest.build(connector, subject=subject, **options)
     try:
         memo: Hashable = (
             connector,

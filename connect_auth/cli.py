@@ -199,6 +199,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    from ._config import is_loopback_host
     from .testing import ConnectEmulator
 
     try:
@@ -221,6 +222,13 @@ def _emulator(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"connect-auth emulator: cannot listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.host in ("", "0.0.0.0", "::") or not is_loopback_host(args.host):
+        print(
+            f"# WARNING: listening on {args.host}, beyond this machine: anyone who can reach "
+            "it gets test tokens and OIDC credentials it signs. Use --host 127.0.0.1 unless "
+            "you mean it.",
+            file=sys.stderr,
+        )
     try:
         print(f"# Vercel Connect emulator on {emulator.url} (Ctrl-C to stop)")
         print(

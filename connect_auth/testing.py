@@ -180,7 +180,7 @@ class ConnectEmulator:
     @property
     def url(self) -> str:
         """Base URL of the Connect API, e.g. ``http://127.0.0.1:53211``."""
-        return self.url_for(self._host)
+        return self.url_for(reachable_host(self._host))
 
     def url_for(self, host: str) -> str:
         """The base URL under another loopback name (``localhost``) for cross-origin tests."""
@@ -311,6 +311,12 @@ class ConnectEmulator:
     def issued_tokens(self) -> list[IssuedToken]:
         """Every token issued so far."""
         return self.state.issued()
+
+
+def reachable_host(bound: str) -> str:
+    """Where a client on this machine reaches a server bound to ``bound``: a wildcard
+    bind (``0.0.0.0``, ``::``) is reached on loopback, which the library accepts."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(bound, bound)
 
 
 class _Server(HTTPServer):

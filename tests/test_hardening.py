@@ -339,3 +339,78 @@ def test_redirect_after_a_resend_carries_the_new_token(
     seen = [(c.path.rsplit("/", 1)[-1], c.token_state, c.status) for c in emulator.provider_calls]
     assert seen == [("start", "revoked", 401), ("start", "ignored", 307), ("landing", "live", 200)]
     assert status == 200
+
+
+# -- items 12 to 15: memo, executor scope, emulator bind, the OIDC header ------------------
+
+
+def test_request_memo_never_holds_a_raw_subject_token() -> None:
+    """A token-exchange subject's token does not stay in the arguments memo."""
+    from connect_auth import _client
+
+    raw = "raw-subject-token-" + "z" * 20
+    sent: list[httpx.Request] = []
+
+    def connect_api(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        body = {
+            "token": "t",
+            "expiresAt": int((time.time() + 3600) * 1000),
+            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
+        }
+        return httpx.Response(200, json=body)
+
+    with ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(connect_api),
+    ) as client:
+        assert client.get_token(SLACK, subject={"type": "token", "token": raw}) == "t"
+        assert client.get_token(SLACK, subject={"type": "token", "token": raw}) == "t"
+    assert len(sent) == 1  # still one cache entry for both calls
+    assert raw not in repr(_client._requests_seen)
+
+
+def test_emulator_bound_to_a_wildcard_prints_a_loopback_url() -> None:
+    """A wildcard bind is reached on loopback: the URL the emulator gives is one the
+    library accepts."""
+    from connect_auth.testing import reachable_host
+
+    assert reachable_host("0.0.0.0") == "127.0.0.1"
+    assert reachable_host("::") == "::1"
+    assert reachable_host("127.0.0.1") == "127.0.0.1"
+    for host in ("0.0.0.0", "::"):
+        shown = reachable_host(host)
+        ConnectClient(base_url=f"http://{f'[{shown}]' if ':' in shown else shown}:8787").close()
+
+
+@pytest.mark.parametrize(
+    ("vercel", "trust", "honoured"),
+    [
+        (None, None, False),
+        ("1", None, True),
+        (None, True, True),
+        ("1", False, False),
+    ],
+)
+def test_oidc_header_is_honoured_only_on_vercel_or_when_trusted(
+    monkeypatch: pytest.MonkeyPatch, vercel: str | None, trust: bool | None, honoured: bool
+) -> None:
+    """Off Vercel a client could choose the credential with x-vercel-oidc-token: the
+    middlewares ignore it unless running on Vercel or told to trust it."""
+    from connect_auth import OidcWSGIMiddleware
+    from connect_auth._oidc import resolve_credential
+
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+    if vercel is None:
+        monkeypatch.delenv("VERCEL", raising=False)
+    else:
+        monkeypatch.setenv("VERCEL", vercel)
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(resolve_credential(None, now=time.time()).value)
+        return [b""]
+
+    OidcWSGIMiddleware(app, trust_header=trust)({"HTTP_X_VERCEL_OIDC_TOKEN": "hdr"}, print)
+    assert seen == ["hdr" if honoured else "from-env"]

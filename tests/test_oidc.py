@@ -107,7 +107,7 @@ def test_wsgi_middleware_scopes_the_header(clean_env: Path) -> None:
         seen.append(resolve_credential(None, now=time.time()).value)
         return [b""]
 
-    wrapped = OidcWSGIMiddleware(app)
+    wrapped = OidcWSGIMiddleware(app, trust_header=True)
     wrapped({"HTTP_X_VERCEL_OIDC_TOKEN": "hdr"}, lambda *a: None)
     assert seen == ["hdr"]
     with pytest.raises(OidcTokenError):
@@ -128,7 +128,7 @@ async def test_asgi_middleware_scopes_the_header(clean_env: Path) -> None:
     async def send(message: Any) -> None:
         return None
 
-    wrapped = OidcASGIMiddleware(app)
+    wrapped = OidcASGIMiddleware(app, trust_header=True)
     scope = {"type": "http", "headers": [(b"x-vercel-oidc-token", b"asgi-hdr")]}
     await wrapped(scope, receive, send)
     assert seen == ["asgi-hdr"]
