@@ -61,6 +61,10 @@ def connector_path(prefix: str, connector: str, suffix: str = "") -> str:
     return prefix + quote(connector, safe=_URI_COMPONENT_SAFE) + suffix
 
 
+#: The end of year 9999 in epoch milliseconds: any later ``expiresAt`` is garbage.
+MAX_EXPIRES_AT_MS = 253_402_300_799_999
+
+
 def parse_token_response(body: bytes, *, request_id: str | None = None) -> TokenResponse:
     """Parse a 2xx token body; a malformed one raises :class:`ConnectResponseError`."""
 
@@ -81,13 +85,16 @@ def parse_token_response(body: bytes, *, request_id: str | None = None) -> Token
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise bad("'token' is missing or not a non-empty string")
+    if not all("!" <= c <= "~" for c in token):  # never quoted: it is the secret
+        raise bad("'token' holds characters that cannot travel in an HTTP header")
     expires_at = data.get("expiresAt")
     if (
         isinstance(expires_at, bool)
         or not isinstance(expires_at, int | float)
+        or not 0 <= expires_at <= MAX_EXPIRES_AT_MS  # compared before any float conversion
         or not math.isfinite(expires_at)
     ):
-        raise bad("'expiresAt' is missing or not a number of milliseconds")
+        raise bad("'expiresAt' is missing or not a plausible number of milliseconds")
     conn = data.get("connector")
     if not isinstance(conn, dict) or not all(
         isinstance(conn.get(k), str) for k in ("id", "uid", "type")

@@ -24,7 +24,7 @@ import anyio
 import httpcore
 import httpx
 
-from ._errors import ConnectError
+from ._errors import ConnectError, ConnectResponseError
 from ._models import TokenResponse
 from ._oidc import Credential
 from ._protocol import (
@@ -84,10 +84,11 @@ class ConnectWire:
             limit = _attempt_limit(self._timeout, seconds_left)
             token = _deadline.set(time.monotonic() + limit)
             try:
-                r = http.request(
+                with http.stream(
                     method, self.base_url + path, content=content, headers=headers,
                     auth=auth, timeout=limit,
-                )  # fmt: skip
+                ) as streamed:  # fmt: skip
+                    r = _capped(streamed, _up_to_cap(streamed.iter_bytes()))
             except Exception as exc:
                 failure = _failure(method, path, exc)
             else:
@@ -109,10 +110,11 @@ class ConnectWire:
                 limit = _attempt_limit(self._timeout, seconds_left)
                 try:
                     with anyio.fail_after(limit):
-                        r = await http.request(
+                        async with http.stream(
                             method, self.base_url + path, content=content, headers=headers,
                             auth=auth, timeout=limit,
-                        )  # fmt: skip
+                        ) as streamed:  # fmt: skip
+                            r = _capped(streamed, await _aup_to_cap(streamed))
                 except Exception as exc:
                     failure = _failure(method, path, exc)
                 else:
@@ -245,6 +247,52 @@ def _bare(exc: BaseException) -> BaseException:
         return type(exc)(str(exc))
     except Exception:  # an exception type with another constructor
         return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+#: Connect's answers are a few hundred bytes; a larger one is refused, not buffered.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+def _capped(streamed: httpx.Response, chunks: list[bytes]) -> httpx.Response:
+    """The answer with its body read, or :class:`ConnectResponseError` past the cap."""
+    body = b"".join(chunks)
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ConnectResponseError(
+            f"Connect's answer is larger than {MAX_ANSWER_BYTES} bytes; refused",
+            code="invalid_response",
+            status=streamed.status_code,
+            request_id=streamed.headers.get("x-vercel-id"),
+        )
+    kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _BODY_FRAMING]
+    return httpx.Response(streamed.status_code, headers=kept, content=body)
+
+
+_BODY_FRAMING = ("content-encoding", "content-length", "transfer-encoding")
+
+
+def _up_to_cap(chunks: Iterable[bytes]) -> list[bytes]:
+    """The body's decoded chunks, stopping one chunk past the cap."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        out.append(chunk)
+        if sum(map(len, out)) > MAX_ANSWER_BYTES:
+            break
+    return out
+
+
+async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
+    """Async :func:`_up_to_cap`. Past the cap the connection is closed and the body read
+    to its (failed) end, so no async generator of httpx is left unfinished."""
+    out: list[bytes] = []
+    try:
+        async for chunk in streamed.aiter_bytes():
+            out.append(chunk)
+            if sum(map(len, out)) > MAX_ANSWER_BYTES:
+                await streamed.aclose()
+    except httpx.HTTPError:
+        if sum(map(len, out)) <= MAX_ANSWER_BYTES:
+            raise
+    return out
 
 
 def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T]) -> T:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import string
 import threading
 import time
@@ -414,3 +415,89 @@ def test_oidc_header_is_honoured_only_on_vercel_or_when_trusted(
 
     OidcWSGIMiddleware(app, trust_header=trust)({"HTTP_X_VERCEL_OIDC_TOKEN": "hdr"}, print)
     assert seen == ["hdr" if honoured else "from-env"]
+
+
+# -- item 5: Connect's answers are checked before they are trusted -------------------------
+
+
+def _answering(body: bytes) -> ConnectClient:
+    return ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "expires_at"),
+    [
+        ("tok\r\nX-Injected: 1", "NOW"),
+        ("tok en", "NOW"),
+        ("tökén", "NOW"),
+        ("good", 10**400),
+        ("good", -1),
+        ("good", 10**20),
+    ],
+)
+def test_implausible_token_answers_are_refused(token: str, expires_at: Any) -> None:
+    """A token that cannot be a header value, or an absurd expiry, is a
+    ConnectResponseError that quotes no token; nothing is cached."""
+    from connect_auth import ConnectResponseError
+
+    expires = int((time.time() + 3600) * 1000) if expires_at == "NOW" else expires_at
+    connector = '{"id": "i", "uid": "u", "type": "t"}'
+    body = f'{{"token": {json.dumps(token)}, "expiresAt": {expires}, "connector": {connector}}}'
+    body_bytes = body.encode()
+    with _answering(body_bytes) as client:
+        with pytest.raises(ConnectResponseError) as caught:
+            client.get_token(SLACK, subject=APP)
+        assert len(client._engine) == 0
+    assert token not in str(caught.value)
+
+
+@pytest.fixture
+def endless_server() -> Any:
+    """A loopback server that answers 200 with a 300 MiB body, counting what it sent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = [0]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (300 << 20))
+                chunk = b"x" * 65536
+                try:
+                    while sent[0] < 300 << 20 and not stop.is_set():
+                        conn.sendall(chunk)
+                        sent[0] += len(chunk)
+                except OSError:
+                    pass  # the client hung up: what we wanted
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", sent
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+@pytest.mark.anyio
+async def test_oversized_answers_are_cut_off(endless_server: Any, anyio_backend: str) -> None:
+    """A 300 MiB answer is refused once it passes 1 MiB: the client stops reading (and the
+    server sending) long before the end, sync and async."""
+    from connect_auth import ConnectResponseError
+
+    url, sent = endless_server
+    with ConnectClient(base_url=url, vercel_token="credential", retry=fast_retry()) as client:
+        with pytest.raises(ConnectResponseError, match="larger than"):
+            client.get_token(SLACK, subject=APP)
+        with pytest.raises(ConnectResponseError, match="larger than"):
+            await client.aget_token(SLACK, subject=APP)
+    assert sent[0] < 64 << 20  # of 300 MiB: cut off after the cap and the socket buffers
