@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from ._api import default_client
 from ._client import ConnectClient
+from ._config import is_loopback_host
 from ._models import SubjectLike, TokenRequest, coerce_subject
 from ._oidc import hidden
 
@@ -21,8 +22,10 @@ __all__ = [
     "ConnectAuthBase",
     "HttpxFlow",
     "Rewind",
+    "may_attach",
     "no_rewind",
     "origin_of",
+    "parse_hosts",
     "rewinder",
     "same_origin",
     "slack_invalid_auth",
@@ -47,6 +50,56 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
 def same_origin(a: str, b: str) -> bool:
     """Whether two URLs share scheme, host and port."""
     return a == b or origin_of(a) == origin_of(b)
+
+
+def parse_hosts(hosts: Iterable[str] | None) -> frozenset[tuple[str, int | None]] | None:
+    """``hosts=`` as ``(host, port)`` pairs; port ``None`` means the scheme's default."""
+    if hosts is None:
+        return None
+    if isinstance(hosts, str):
+        raise TypeError(f"hosts must be a collection of host names: write hosts=[{hosts!r}]")
+    pairs = frozenset(_host_entry(h) for h in hosts)
+    if not pairs:
+        raise ValueError("hosts must be a non-empty collection of host names")
+    return pairs
+
+
+def _host_entry(entry: object) -> tuple[str, int | None]:
+    hint = (
+        f"hosts entries are host names with an optional port, like 'api.slack.com' or "
+        f"'api.slack.com:8443', not {entry!r}"
+    )
+    if not isinstance(entry, str) or not entry.strip():
+        raise ValueError(hint)
+    text = entry.strip().lower()
+    if "://" in text or any(c in text for c in "/?#@\\ "):
+        raise ValueError(hint + ": write hosts=['api.slack.com']")
+    if text.startswith("["):  # [::1]:8443
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:  # a name, an IPv4 address or a bare IPv6 address
+        host, port_text = text, None
+    if port_text is None:
+        return host.rstrip("."), None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(hint)
+    return host.rstrip("."), int(port_text)
+
+
+def may_attach(
+    scheme: str, host: str, port: int | None, hosts: frozenset[tuple[str, int | None]] | None
+) -> bool:
+    """The token goes over https, or plain http to loopback, and to ``hosts`` if given."""
+    host = host.lower().rstrip(".")
+    if scheme != "https" and not (scheme == "http" and is_loopback_host(host)):
+        return False
+    if hosts is None:
+        return True
+    default = 443 if scheme == "https" else 80
+    port = port or default
+    return (host, port) in hosts or (port == default and (host, None) in hosts)
 
 
 def rewinder(body: object) -> Rewind | None:
@@ -106,7 +159,10 @@ class ConnectAuthBase:
         client: the :class:`~connect_auth.ConnectClient` to use; by default the
             process-wide one, so adapters and ``get_token`` share tokens.
         refresh_on: statuses that mean "this token was refused".
-        hosts: if given, only requests to these host names get a token.
+        hosts: if given, only requests to these hosts get a token: names with an
+            optional port (``"api.github.com"``, ``"ghe.example.com:8443"``); a
+            name alone matches the scheme's default port only. Whatever this
+            says, a token goes only over https (plain http only to loopback).
         refresh_if: opt-in ``(status, body) -> bool`` for providers that report a
             bad token in a 2xx body (see :func:`connect_auth.slack_invalid_auth`);
             the body is read only when this is set.
@@ -151,19 +207,15 @@ class ConnectAuthBase:
             isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
         ):
             raise ValueError("refresh_on must hold HTTP status codes between 100 and 599")
-        if isinstance(hosts, str):
-            raise TypeError(f"hosts must be a collection of host names: write hosts=[{hosts!r}]")
-        if hosts is not None:
-            hosts = frozenset(h.lower() for h in hosts)
-            if not hosts or not all(isinstance(h, str) and h for h in hosts):
-                raise ValueError("hosts must be a non-empty collection of host names")
+        allowed = parse_hosts(hosts)
         if refresh_if is not None and not callable(refresh_if):
             raise TypeError("refresh_if must be a callable (status, body) -> bool")
         self.vercel_token = hidden(vercel_token)
         self._client = client
         self.refresh_on = codes
-        self.hosts: frozenset[str] | None = hosts
+        self.hosts = allowed
         self.refresh_if = refresh_if
+        self._warned_plain_http = False
 
     def __repr__(self) -> str:
         return (
@@ -176,9 +228,23 @@ class ConnectAuthBase:
         """The client serving tokens (the process-wide default unless one was given)."""
         return self._client if self._client is not None else default_client()
 
-    def applies_to(self, host: str) -> bool:
-        """Whether requests to ``host`` get a token (``hosts=`` allow-list)."""
-        return self.hosts is None or host.lower() in self.hosts
+    def applies_to(self, url: str) -> bool:
+        """Whether a request to ``url`` gets a token: https (plain http only to loopback),
+        and a host (and port) in ``hosts=`` when it is given."""
+        return self.attaches(*origin_of(url))
+
+    def attaches(self, scheme: str, host: str, port: int | None) -> bool:
+        """:meth:`applies_to` for a URL already split; logs a refusal of plain http."""
+        if may_attach(scheme, host, port, self.hosts):
+            return True
+        if scheme != "https" and not self._warned_plain_http and not is_loopback_host(host):
+            self._warned_plain_http = True
+            log.warning(
+                "connect_auth: not attaching the %s token to a plain-http request to %s; use https",
+                self.request.connector,
+                host,
+            )
+        return False
 
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
@@ -264,7 +330,10 @@ class HttpxFlow(ConnectAuthBase):
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """httpx's sync hook: attach a token; on refusal drive :meth:`_after` blocking."""
-        if self.hosts is not None and not self.applies_to(request.url.host):
+        url = request.url
+        if (url.scheme != "https" or self.hosts is not None) and not self.attaches(
+            url.scheme, url.host, url.port
+        ):
             yield request
             return
         rewind = self._rewinder(request.stream)
@@ -289,7 +358,10 @@ class HttpxFlow(ConnectAuthBase):
 
     async def async_auth_flow(self, request: Any) -> Any:
         """httpx's async hook: the same, awaiting tokens and bodies off the event loop."""
-        if self.hosts is not None and not self.applies_to(request.url.host):
+        url = request.url
+        if (url.scheme != "https" or self.hosts is not None) and not self.attaches(
+            url.scheme, url.host, url.port
+        ):
             yield request
             return
         rewind = self._rewinder(request.stream)

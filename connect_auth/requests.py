@@ -30,7 +30,10 @@ class ConnectAuth(ConnectAuthBase, requests.auth.AuthBase):
     """
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self.hosts is not None and not self.applies_to(origin_of(r.url or "")[1]):
+        url = r.url or ""
+        if (self.hosts is not None or not url.startswith("https://")) and not self.attaches(
+            *origin_of(url)
+        ):
             return r
         token = self.token()
         r.headers["Authorization"] = "Bearer " + token

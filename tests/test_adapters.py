@@ -338,7 +338,7 @@ def test_same_origin_redirect_keeps_the_token(make: Any, emulator: ConnectEmulat
 
 def test_hosts_allow_list(make: Any, emulator: ConnectEmulator) -> None:
     """With hosts=, requests to other hosts pass through without a token."""
-    driver = make(hosts=["127.0.0.1"])
+    driver = make(hosts=[f"127.0.0.1:{emulator.port}"])
     assert driver.send("GET", emulator.provider_url(SLACK, host="127.0.0.1")).status == 200
     assert driver.send("GET", emulator.provider_url(SLACK, host="localhost")).status == 401
     assert [c.had_authorization for c in emulator.provider_calls] == [True, False]

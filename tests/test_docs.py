@@ -33,7 +33,7 @@ def _localize(code: str, emu: ConnectEmulator) -> str:
     """Point the examples' provider URLs at the emulator's fake providers."""
     code = code.replace("https://slack.com", f"{emu.url}/provider/slack%2Facme-slack")
     code = code.replace("https://api.github.com", f"{emu.url}/provider/github%2Facme-github")
-    return code.replace('"api.github.com"', '"127.0.0.1"')
+    return code.replace('"api.github.com"', f'"127.0.0.1:{emu.port}"')
 
 
 def test_there_are_examples() -> None:

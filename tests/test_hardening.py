@@ -501,3 +501,67 @@ async def test_oversized_answers_are_cut_off(endless_server: Any, anyio_backend:
         with pytest.raises(ConnectResponseError, match="larger than"):
             await client.aget_token(SLACK, subject=APP)
     assert sent[0] < 64 << 20  # of 300 MiB: cut off after the cap and the socket buffers
+
+
+# -- item 10: hosts= and plain http --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "attached"),
+    [
+        ("https://api.slack.com/x", None, True),
+        ("http://api.slack.com/x", None, False),  # plain http off loopback: never
+        ("http://127.0.0.1:8080/x", None, True),
+        ("http://localhost/x", None, True),
+        ("http://[::1]:8080/x", None, True),
+        ("https://api.slack.com/x", ["api.slack.com"], True),
+        ("https://API.Slack.com./x", ["api.slack.com"], True),
+        ("https://api.slack.com:8443/x", ["api.slack.com"], False),  # not the default port
+        ("https://api.slack.com:8443/x", ["api.slack.com:8443"], True),
+        ("https://api.slack.com/x", ["api.slack.com:8443"], False),
+        ("http://api.slack.com/x", ["api.slack.com"], False),
+        ("https://evil.com/x", ["api.slack.com"], False),
+        ("http://[::1]:8080/x", ["[::1]:8080"], True),
+    ],
+)
+def test_hosts_and_schemes_decide_where_a_token_goes(
+    url: str, hosts: list[str] | None, attached: bool
+) -> None:
+    """Through a real httpx and requests client: who gets the Authorization header."""
+    seen: list[bool] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        seen.append("authorization" in request.headers)
+        return httpx.Response(200)
+
+    client = ConnectClient(
+        base_url="http://127.0.0.1:9",
+        vercel_token="credential",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(
+                200,
+                json={
+                    "token": "t",
+                    "expiresAt": int((time.time() + 3600) * 1000),
+                    "connector": {"id": "i", "uid": SLACK, "type": "slack"},
+                },
+            )
+        ),
+    )
+    auth = HttpxAuth(SLACK, subject=APP, client=client, hosts=hosts)
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(provider)) as h:
+        h.get(url)
+    req_auth = RequestsAuth(SLACK, subject=APP, client=client, hosts=hosts)
+    prepared = req_auth(requests.Request("GET", url).prepare())
+    seen.append("Authorization" in prepared.headers)
+    client.close()
+    assert seen == [attached, attached]
+
+
+@pytest.mark.parametrize(
+    "entry", ["https://api.slack.com", "api.slack.com/", "user@api.slack.com", "a.com:0", ""]
+)
+def test_a_url_where_a_host_belongs_is_refused_with_a_hint(entry: str) -> None:
+    """hosts= takes host names (and ports), not URLs: a ValueError says what to write."""
+    with pytest.raises(ValueError, match="hosts entries are host names"):
+        HttpxAuth(SLACK, subject=APP, hosts=[entry])
