@@ -14,18 +14,22 @@ import binascii
 import contextlib
 import datetime
 import hashlib
+import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import dotenv
 
 from ._errors import OidcTokenError
 
 __all__ = [
     "Credential",
     "SecretStr",
+    "dotenv_folders",
     "hidden",
     "oidc_token_scope",
     "parse_dotenv",
@@ -170,20 +174,35 @@ def _check_header_safe(value: str, source: str) -> None:
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
-    """Parse ``KEY=value`` lines as ``vercel env pull`` writes them (quotes, ``\\n`` escapes)."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace("\\r", "\r").replace('\\"', '"')
-        out[key.strip()] = value
-    return out
+    """``KEY=value`` lines as ``vercel env pull`` writes them, read by python-dotenv
+    (quotes, escapes, inline comments, ``export``); keys without a value are left out."""
+    values = dotenv.dotenv_values(stream=io.StringIO(text.removeprefix("\ufeff")))
+    return {k: v for k, v in values.items() if v is not None}
+
+
+_ROOT_MARKERS = (".vercel", ".git", "pyproject.toml")
+
+
+def dotenv_folders(start: Path, home: Path, is_root: Callable[[Path], bool]) -> list[Path]:
+    """The folders whose ``.env.local`` may hold the credential, nearest first.
+
+    ``start`` and its parents up to the project root (the nearest folder that
+    ``is_root``: it has ``.vercel/``, ``.git/`` or ``pyproject.toml``), never above
+    ``home``. With no project root in reach, ``start`` alone: a file planted in a
+    shared parent such as ``/tmp`` is never read.
+    """
+    walked: list[Path] = []
+    for folder in (start, *start.parents):
+        walked.append(folder)
+        if is_root(folder):
+            return walked
+        if folder == home:
+            break
+    return [start]
+
+
+def _is_project_root(folder: Path) -> bool:
+    return any((folder / marker).exists() for marker in _ROOT_MARKERS)
 
 
 def _lookup(explicit: str | None, *, fresh_file: bool) -> tuple[str, str]:
@@ -206,7 +225,7 @@ def _lookup(explicit: str | None, *, fresh_file: bool) -> tuple[str, str]:
 
 
 def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
-    for folder in (start, *start.parents):
+    for folder in dotenv_folders(start, Path.home(), _is_project_root):
         path = folder / ".env.local"
         try:
             stamp = path.stat().st_mtime_ns
@@ -215,7 +234,8 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
         cached = _dotenv_cache.get(path)
         if cached is None or cached[0] != stamp or fresh:
             try:
-                value = _stripped(parse_dotenv(path.read_text(encoding="utf-8")).get(_ENV)) or None
+                text = path.read_text(encoding="utf-8")
+                value = _stripped(parse_dotenv(text).get(_ENV)) or None
             except (OSError, UnicodeDecodeError):
                 value = None
             cached = (stamp, value)

@@ -12,6 +12,7 @@ import string
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -565,3 +566,74 @@ def test_a_url_where_a_host_belongs_is_refused_with_a_hint(entry: str) -> None:
     """hosts= takes host names (and ports), not URLs: a ValueError says what to write."""
     with pytest.raises(ValueError, match="hosts entries are host names"):
         HttpxAuth(SLACK, subject=APP, hosts=[entry])
+
+
+# -- item 9: .env.local is read from the project only ----------------------------------------
+
+
+@pytest.fixture
+def no_env_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("VERCEL_OIDC_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def _resolve_from(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    from connect_auth._oidc import resolve_credential
+
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(folder)
+    try:
+        return resolve_credential(None, now=time.time()).value
+    except OidcTokenError:
+        return None
+
+
+def test_dotenv_in_a_shared_parent_is_never_read(
+    no_env_token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .env.local planted in a parent such as /tmp is not the credential of a folder
+    below it that belongs to no project."""
+    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=planted\n")
+    assert _resolve_from(no_env_token / "work" / "job", monkeypatch) is None
+
+
+def test_dotenv_walk_stops_at_the_project_root(
+    no_env_token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a project (.vercel/, .git/ or pyproject.toml) the walk goes up to its root
+    and no further."""
+    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=planted\n")
+    project = no_env_token / "project"
+    (project / ".git").mkdir(parents=True)
+    assert _resolve_from(project / "src" / "app", monkeypatch) is None
+    (project / ".env.local").write_text("VERCEL_OIDC_TOKEN=mine\n")
+    assert _resolve_from(project / "src" / "app", monkeypatch) == "mine"
+
+
+def test_dotenv_walk_never_goes_above_home(
+    no_env_token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project marker above the home folder does not pull the walk out of it."""
+    (no_env_token / "pyproject.toml").write_text("")
+    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=above-home\n")
+    assert _resolve_from(no_env_token / "home" / "code", monkeypatch) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "VERCEL_OIDC_TOKEN=eyJtoken # pulled today\n",
+        "\ufeffVERCEL_OIDC_TOKEN=eyJtoken\n",
+        "export\tVERCEL_OIDC_TOKEN=eyJtoken\n",
+        'VERCEL_OIDC_TOKEN="eyJtoken"\n',
+    ],
+)
+def test_dotenv_lines_as_editors_and_shells_write_them(
+    text: str, no_env_token: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inline comments, a byte-order mark and `export` with a tab are read right."""
+    project = no_env_token / "project"
+    (project / ".vercel").mkdir(parents=True)
+    (project / ".env.local").write_text(text, encoding="utf-8")
+    assert _resolve_from(project, monkeypatch) == "eyJtoken"

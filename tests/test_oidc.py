@@ -39,8 +39,9 @@ def test_explicit_beats_scope_beats_env(clean_env: Path, monkeypatch: pytest.Mon
 
 
 def test_dotenv_is_found_walking_up(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The nearest .env.local above the working directory is used."""
+    """The nearest .env.local up to the project root is used."""
     (clean_env / ".env.local").write_text("# Created by Vercel CLI\nVERCEL_OIDC_TOKEN=up\n")
+    (clean_env / ".vercel").mkdir()  # what `vercel link` leaves: the project root
     deep = clean_env / "a" / "b"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)
