@@ -36,7 +36,7 @@ from . import peers
 
 SLACK = peers.SLACK
 APP = {"type": "app"}
-PROVIDER = "http://provider.invalid/api/chat.postMessage"
+PROVIDER = "https://provider.invalid/api/chat.postMessage"  # tokens go over https only
 
 Row = dict[str, Any]
 
@@ -165,8 +165,9 @@ def _per_request_sync_client(
     }
     plain = lib.Client(transport=mock)
     with peers.quiet():
-        for c in clients.values():
-            c.get(PROVIDER)  # pre-fetch each peer's token
+        for name, c in clients.items():
+            sent = c.get(PROVIDER).request  # pre-fetch each peer's token
+            assert "authorization" in sent.headers, f"{name} attached no token"
         variants: dict[str, Callable[[], None]] = {
             name: (lambda c=c: c.get(PROVIDER)) for name, c in clients.items()
         }
@@ -203,7 +204,9 @@ def _per_request_async(
             "httpx-auth OAuth2ClientCredentials": httpx.AsyncClient(transport=mock, auth=hx),
         }
         with peers.quiet():
-            await clients["httpx-auth OAuth2ClientCredentials"].get(PROVIDER)
+            for name, c in clients.items():
+                sent = (await c.get(PROVIDER)).request
+                assert "authorization" in sent.headers, f"{name} attached no token"
         async with peers.vercel_connect_async(emu.url) as vc_token:
             await vc_token()
             plain = httpx.AsyncClient(transport=mock)
@@ -245,7 +248,7 @@ async def _interleave_in_loop(
 
 def _session(adapter: requests.adapters.BaseAdapter, **attrs: Any) -> requests.Session:
     session = requests.Session()
-    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     for key, value in attrs.items():
         setattr(session, key, value)
     return session
@@ -275,6 +278,9 @@ def _per_request_requests(
         PROVIDER, headers={"Authorization": f"Bearer {vc_token()}"}
     )
     with peers.quiet():
+        for name, fn in variants.items():
+            sent = fn().request  # type: ignore[func-returns-value]
+            assert "Authorization" in sent.headers, f"{name} attached no token"
         result = interleaved(variants, n, repeats)
     for s in sessions.values():
         s.close()

@@ -106,7 +106,7 @@ def google_session(
         )
         session = AuthorizedSession(creds)
         if adapter is not None:
-            session.mount("http://", adapter)
+            session.mount("https://", adapter)
         return session
 
 

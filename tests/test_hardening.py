@@ -637,3 +637,31 @@ def test_dotenv_lines_as_editors_and_shells_write_them(
     (project / ".vercel").mkdir(parents=True)
     (project / ".env.local").write_text(text, encoding="utf-8")
     assert _resolve_from(project, monkeypatch) == "eyJtoken"
+
+
+# -- item 13: the request scope and executor threads ---------------------------------------
+
+
+@pytest.mark.anyio
+async def test_scope_reaches_executor_threads_only_with_the_context(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    """As documented: a bare executor thread does not see oidc_token_scope (it falls back to
+    VERCEL_OIDC_TOKEN); copy_context().run and anyio.to_thread carry it over."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio
+
+    from connect_auth import oidc_token_scope
+    from connect_auth._oidc import resolve_credential
+
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+
+    def seen() -> str:
+        return resolve_credential(None, now=time.time()).value
+
+    with oidc_token_scope("scoped"), ThreadPoolExecutor(1) as pool:
+        assert pool.submit(seen).result() == "from-env"
+        assert pool.submit(contextvars.copy_context().run, seen).result() == "scoped"
+        assert await anyio.to_thread.run_sync(seen) == "scoped"
