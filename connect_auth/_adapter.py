@@ -6,6 +6,7 @@ The HTTP-library modules (:mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`,
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -93,13 +94,20 @@ def may_attach(
 ) -> bool:
     """The token goes over https, or plain http to loopback, and to ``hosts`` if given."""
     host = host.lower().rstrip(".")
-    if scheme != "https" and not (scheme == "http" and is_loopback_host(host)):
+    if scheme != "https" and not (scheme == "http" and _loopback(host)):
         return False
     if hosts is None:
         return True
     default = 443 if scheme == "https" else 80
     port = port or default
     return (host, port) in hosts or (port == default and (host, None) in hosts)
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback(host: str) -> bool:
+    """:func:`is_loopback_host`, remembered: it parses IP addresses, and plain-http
+    requests to the emulator ask on every request."""
+    return is_loopback_host(host)
 
 
 def rewinder(body: object) -> Rewind | None:
