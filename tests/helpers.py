@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from connect_auth import RetryPolicy
+import httpx
+
+from connect_auth import ConnectClient, RetryPolicy
 
 SLACK = "slack/acme-slack"
 APP: dict[str, Any] = {"type": "app"}
@@ -42,3 +45,20 @@ def run_in_threads(n: int, target: Callable[[], Any]) -> tuple[list[Any], list[B
     for t in threads:
         t.join()
     return results, errors
+
+
+def token_json(token: str, *, ttl: float = 3600.0) -> dict[str, Any]:
+    """A Connect token answer for ``token``, living ``ttl`` seconds."""
+    return {
+        "token": token,
+        "expiresAt": int((time.time() + ttl) * 1000),
+        "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
+    }
+
+
+def mock_client(handler: Callable[[httpx.Request], Any], **options: Any) -> ConnectClient:
+    """A client whose Connect API is ``handler`` (an httpx.MockTransport handler)."""
+    options.setdefault("vercel_token", "credential")
+    return ConnectClient(
+        base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler), **options
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from helpers import APP, SLACK, fast_retry, run_in_threads
+from helpers import APP, SLACK, fast_retry, mock_client, run_in_threads, token_json
 
 from connect_auth import ConnectClient, ConnectUnavailableError, RetryPolicy
 from connect_auth._cache import refresh_at, refresh_retry_at
@@ -89,23 +89,11 @@ class _Gate:
                     await self.opened.wait()
         finally:
             self.in_flight -= 1
-        return httpx.Response(
-            200,
-            json={
-                "token": f"tok-{sub}",
-                "expiresAt": int((time.time() + 3600) * 1000),
-                "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
-            },
-        )
+        return httpx.Response(200, json=token_json(f"tok-{sub}"))
 
 
 def _gated_client(gate: _Gate) -> ConnectClient:
-    return ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(gate.handler),
-        retry=RetryPolicy(max_attempts=1),
-    )
+    return mock_client(gate.handler, retry=RetryPolicy(max_attempts=1))
 
 
 @pytest.mark.anyio
@@ -376,11 +364,7 @@ def test_keyboard_interrupt_stays_with_the_leader() -> None:
         waiters_in.wait(timeout=10)  # released once the waiters have joined the flight
         raise KeyboardInterrupt
 
-    with ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(connect_api),
-    ) as client:
+    with mock_client(connect_api) as client:
         leader: list[BaseException] = []
 
         def lead() -> None:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import requests
-from helpers import APP, SLACK, fast_retry
+from helpers import APP, SLACK, fast_retry, mock_client, token_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,18 +73,9 @@ def test_token_minted_before_a_revoke_is_never_served_after_it() -> None:
         minted.append(token)
         if token == "t1":
             assert deliver.wait(10)  # held until the revoke has returned
-        body = {
-            "token": token,
-            "expiresAt": int((time.time() + 3600) * 1000),
-            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
-        }
-        return httpx.Response(200, json=body)
+        return httpx.Response(200, json=token_json(token))
 
-    with ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(connect_api),
-    ) as client:
+    with mock_client(connect_api) as client:
         got: list[str] = []
         leader = threading.Thread(target=lambda: got.append(client.get_token(SLACK, subject=APP)))
         leader.start()
@@ -116,10 +107,8 @@ def test_credential_with_control_characters_is_refused_before_any_call(bad: str)
     sent, and the value is not in the error."""
     sent: list[httpx.Request] = []
     with (
-        ConnectClient(
-            base_url="http://127.0.0.1:9",
-            vercel_token="x" * 20 + bad,
-            transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)),
+        mock_client(
+            lambda r: sent.append(r) or httpx.Response(500), vercel_token="x" * 20 + bad
         ) as client,
         pytest.raises(OidcTokenError, match="the vercel_token argument") as caught,
     ):
@@ -139,12 +128,7 @@ def test_local_protocol_errors_are_not_retried() -> None:
         raise httpx.LocalProtocolError("Illegal header value b'Bearer secret-credential'")
 
     with (
-        ConnectClient(
-            base_url="http://127.0.0.1:9",
-            vercel_token="secret-credential",
-            transport=httpx.MockTransport(refuse),
-            retry=fast_retry(),
-        ) as client,
+        mock_client(refuse, vercel_token="secret-credential", retry=fast_retry()) as client,
         pytest.raises(ConnectError, match="could not be sent") as caught,
     ):
         client.get_token(SLACK, subject=APP)
@@ -280,12 +264,7 @@ def test_mutating_arguments_after_a_call_changes_nothing(
 
     def connect_api(request: httpx.Request) -> httpx.Response:
         sent.append(json.loads(request.content))
-        body = {
-            "token": f"t{len(sent)}",
-            "expiresAt": int((time.time() + 3600) * 1000),
-            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
-        }
-        return httpx.Response(200, json=body)
+        return httpx.Response(200, json=token_json(f"t{len(sent)}"))
 
     def arguments() -> dict[str, Any]:
         return {
@@ -295,11 +274,7 @@ def test_mutating_arguments_after_a_call_changes_nothing(
         }
 
     original = copy.deepcopy(arguments())
-    with ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(connect_api),
-    ) as client:
+    with mock_client(connect_api) as client:
         auth = HttpxAuth(SLACK, client=client, **arguments())  # built cold, fetches later
         for value in (scopes, *details, claims):
             _mutate(value)
@@ -355,18 +330,9 @@ def test_request_memo_never_holds_a_raw_subject_token() -> None:
 
     def connect_api(request: httpx.Request) -> httpx.Response:
         sent.append(request)
-        body = {
-            "token": "t",
-            "expiresAt": int((time.time() + 3600) * 1000),
-            "connector": {"id": "scl_x", "uid": SLACK, "type": "slack"},
-        }
-        return httpx.Response(200, json=body)
+        return httpx.Response(200, json=token_json("t"))
 
-    with ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(connect_api),
-    ) as client:
+    with mock_client(connect_api) as client:
         assert client.get_token(SLACK, subject={"type": "token", "token": raw}) == "t"
         assert client.get_token(SLACK, subject={"type": "token", "token": raw}) == "t"
     assert len(sent) == 1  # still one cache entry for both calls
@@ -422,11 +388,7 @@ def test_oidc_header_is_honoured_only_on_vercel_or_when_trusted(
 
 
 def _answering(body: bytes) -> ConnectClient:
-    return ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body)),
-    )
+    return mock_client(lambda r: httpx.Response(200, content=body))
 
 
 @pytest.mark.parametrize(
@@ -535,20 +497,7 @@ def test_hosts_and_schemes_decide_where_a_token_goes(
         seen.append("authorization" in request.headers)
         return httpx.Response(200)
 
-    client = ConnectClient(
-        base_url="http://127.0.0.1:9",
-        vercel_token="credential",
-        transport=httpx.MockTransport(
-            lambda r: httpx.Response(
-                200,
-                json={
-                    "token": "t",
-                    "expiresAt": int((time.time() + 3600) * 1000),
-                    "connector": {"id": "i", "uid": SLACK, "type": "slack"},
-                },
-            )
-        ),
-    )
+    client = mock_client(lambda r: httpx.Response(200, json=token_json("t")))
     auth = HttpxAuth(SLACK, subject=APP, client=client, hosts=hosts)
     with httpx.Client(auth=auth, transport=httpx.MockTransport(provider)) as h:
         h.get(url)
