@@ -228,6 +228,7 @@ class ConnectClient:
 
     def close(self) -> None:
         """Close the HTTP connections; later fetches raise ``RuntimeError``."""
+        self._engine.close()
         self._wire.close()
 
     async def aclose(self) -> None:

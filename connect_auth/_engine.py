@@ -81,6 +81,7 @@ class TokenEngine:
         self._clock = clock
         self._lock = threading.Lock()
         self._flights: dict[Hashable, Future[TokenResponse]] = {}
+        self._closed = False  # a closed client starts no background refresh
         # Fetches overtaken by a revoke (weak: they go when their callers are done).
         self._revoked: weakref.WeakSet[Future[TokenResponse]] = weakref.WeakSet()
 
@@ -220,6 +221,10 @@ class TokenEngine:
         with self._lock:
             self._cache.clear()
 
+    def close(self) -> None:
+        """Start no more background refreshes (the client cannot fetch any longer)."""
+        self._closed = True
+
     def after_fork_in_child(self) -> None:
         """A forked child's fresh start: a new lock and no flights (their threads and
         tasks stayed in the parent). Cached tokens stay; refreshes that were running
@@ -337,7 +342,7 @@ class TokenEngine:
     ) -> None:
         """Start one background refresh for ``key``, unless one runs already."""
         with self._lock:
-            if entry.refresh_at == math.inf or key in self._flights:
+            if self._closed or entry.refresh_at == math.inf or key in self._flights:
                 return
             entry.refresh_at = math.inf
             flight = self._new_flight(key, request, cred)

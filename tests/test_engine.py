@@ -358,13 +358,23 @@ async def test_slow_drip_is_bounded_by_timeout_async(drip_server: str, anyio_bac
 def test_keyboard_interrupt_stays_with_the_leader() -> None:
     """Ctrl-C in the fetching thread reaches that thread only; 8 waiters get
     ConnectUnavailableError."""
-    waiters_in = threading.Barrier(2)
+    followers = threading.Semaphore(0)
 
     def connect_api(request: httpx.Request) -> httpx.Response:
-        waiters_in.wait(timeout=10)  # released once the waiters have joined the flight
+        for _ in range(8):  # interrupted only once all 8 waiters have joined the flight
+            assert followers.acquire(timeout=30)
         raise KeyboardInterrupt
 
     with mock_client(connect_api) as client:
+        join = client._engine._join
+
+        def counting_join(*args: Any) -> Any:
+            hit, flight = join(*args)
+            if flight is not None and not flight.leader:
+                followers.release()
+            return hit, flight
+
+        client._engine._join = counting_join  # type: ignore[method-assign]
         leader: list[BaseException] = []
 
         def lead() -> None:
@@ -377,20 +387,8 @@ def test_keyboard_interrupt_stays_with_the_leader() -> None:
         t.start()
         while not client._engine._flights:
             time.sleep(0.001)
-
-        def wait() -> str:
-            return client.get_token(SLACK, subject=APP)
-
-        waiting = threading.Thread(
-            target=lambda: (
-                time.sleep(0.2),  # let the 8 waiters block on the flight first
-                waiters_in.wait(timeout=10),
-            )
-        )
-        waiting.start()
-        results, errors = run_in_threads(8, wait)
+        results, errors = run_in_threads(8, lambda: client.get_token(SLACK, subject=APP))
         t.join()
-        waiting.join()
     assert len(leader) == 1 and isinstance(leader[0], KeyboardInterrupt)
     assert results == [] and len(errors) == 8
     assert all(isinstance(e, ConnectUnavailableError) for e in errors)
@@ -446,7 +444,7 @@ def test_refresh_ahead_makes_one_background_fetch_under_16_threads(
     clock = _Clock()
     with _refreshing_client(emulator, clock) as client:
         old = client.get_token(SLACK, subject=APP)
-        emulator.latency = 0.5  # the refresh is in flight while the threads are served
+        emulator.latency = 3.0  # the refresh is in flight while the threads are served
         clock.offset = 3600 - 30 - 59  # inside the last minute before the 30 s buffer
         results, errors = run_in_threads(16, lambda: client.get_token(SLACK, subject=APP))
         assert errors == [] and results == [old] * 16  # nobody waited for Connect
@@ -479,7 +477,7 @@ async def test_refresh_ahead_under_64_tasks(emulator: ConnectEmulator, anyio_bac
     clock = _Clock()
     with _refreshing_client(emulator, clock) as client:
         old = await client.aget_token(SLACK, subject=APP)
-        emulator.latency = 0.5
+        emulator.latency = 3.0  # the refresh outlasts the 64 tasks, however busy the machine
         clock.offset = 3600 - 30 - 59
         results: list[str] = []
         start = anyio.Event()
@@ -563,3 +561,15 @@ def test_waiters_are_freed_when_the_leading_loop_stops(emulator: ConnectEmulator
         loop.run_until_complete(asyncio.sleep(1.0))  # the stranded fetch now ends
         assert client.get_token(SLACK, subject=APP) in {token, *_subject_of(emulator)}
     loop.close()
+
+
+def test_a_closed_client_starts_no_background_refresh(emulator: ConnectEmulator) -> None:
+    """After close() the cache still serves, and a hit in the refresh window starts nothing
+    (no refresh that could only fail)."""
+    clock = _Clock()
+    client = _refreshing_client(emulator, clock)
+    old = client.get_token(SLACK, subject=APP)
+    client.close()
+    clock.offset = 3600 - 30 - 59
+    assert client.get_token(SLACK, subject=APP) == old
+    assert not client._engine._flights and emulator.token_calls() == 1
