@@ -93,3 +93,17 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(ImportError, match=rf"connect-auth\[{extra}\]"):
             importlib.import_module(f"connect_auth.{module}")
         monkeypatch.undo()
+
+
+def test_packaging_metadata_is_complete() -> None:
+    """The installed metadata names the MIT license with its file, and has classifiers."""
+    from importlib.metadata import metadata
+
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    meta = metadata("connect-auth")
+    assert meta["License-Expression"] == "MIT"
+    assert "LICENSE" in (meta.get_all("License-File") or [])
+    classifiers = meta.get_all("Classifier") or []
+    assert (
+        "Typing :: Typed" in classifiers and "Programming Language :: Python :: 3.11" in classifiers
+    )
