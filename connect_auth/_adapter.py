@@ -28,6 +28,7 @@ __all__ = [
     "origin_of",
     "parse_hosts",
     "rewinder",
+    "safe_transport",
     "same_origin",
     "slack_invalid_auth",
 ]
@@ -93,14 +94,19 @@ def may_attach(
     scheme: str, host: str, port: int | None, hosts: frozenset[tuple[str, int | None]] | None
 ) -> bool:
     """The token goes over https, or plain http to loopback, and to ``hosts`` if given."""
-    host = host.lower().rstrip(".")
-    if scheme != "https" and not (scheme == "http" and _loopback(host)):
+    if not safe_transport(scheme, host):
         return False
+    host = host.lower().rstrip(".")
     if hosts is None:
         return True
     default = 443 if scheme == "https" else 80
     port = port or default
     return (host, port) in hosts or (port == default and (host, None) in hosts)
+
+
+def safe_transport(scheme: str, host: str) -> bool:
+    """https, or plain http to a loopback address: the only ways a token travels."""
+    return scheme == "https" or (scheme == "http" and _loopback(host.lower().rstrip(".")))
 
 
 @functools.lru_cache(maxsize=256)
@@ -245,7 +251,7 @@ class ConnectAuthBase:
         """:meth:`applies_to` for a URL already split; logs a refusal of plain http."""
         if may_attach(scheme, host, port, self.hosts):
             return True
-        if scheme != "https" and not self._warned_plain_http and not is_loopback_host(host):
+        if not self._warned_plain_http and not safe_transport(scheme, host):
             self._warned_plain_http = True
             log.warning(
                 "connect_auth: not attaching the %s token to a plain-http request to %s; use https",

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import dotenv
 
 from ._errors import OidcTokenError
+from ._protocol import header_safe
 
 __all__ = [
     "Credential",
@@ -165,7 +166,7 @@ def _stripped(value: str | None) -> str | None:
 def _check_header_safe(value: str, source: str) -> None:
     """Refuse a credential that cannot travel in an HTTP header, naming where it came
     from and never what it holds."""
-    if not value.isascii() or any(ord(c) <= 32 or ord(c) == 127 for c in value):
+    if not header_safe(value):
         raise OidcTokenError(
             f"the Vercel OIDC token from {source} contains spaces, line breaks, control or "
             "non-ASCII characters; set it to the token alone (run `vercel env pull` again)",

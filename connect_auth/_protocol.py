@@ -33,6 +33,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "connector_path",
     "error_from_response",
+    "header_safe",
     "parse_retry_after",
     "parse_token_response",
 ]
@@ -65,6 +66,12 @@ def connector_path(prefix: str, connector: str, suffix: str = "") -> str:
 MAX_EXPIRES_AT_MS = 253_402_300_799_999
 
 
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can travel as a bearer token in an HTTP header: visible ASCII
+    only (no spaces, line breaks or control characters)."""
+    return all("!" <= c <= "~" for c in value)
+
+
 def parse_token_response(body: bytes, *, request_id: str | None = None) -> TokenResponse:
     """Parse a 2xx token body; a malformed one raises :class:`ConnectResponseError`."""
 
@@ -85,7 +92,7 @@ def parse_token_response(body: bytes, *, request_id: str | None = None) -> Token
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise bad("'token' is missing or not a non-empty string")
-    if not all("!" <= c <= "~" for c in token):  # never quoted: it is the secret
+    if not header_safe(token):  # never quoted: it is the secret
         raise bad("'token' holds characters that cannot travel in an HTTP header")
     expires_at = data.get("expiresAt")
     if (

@@ -273,9 +273,11 @@ _BODY_FRAMING = ("content-encoding", "content-length", "transfer-encoding")
 def _up_to_cap(chunks: Iterable[bytes]) -> list[bytes]:
     """The body's decoded chunks, stopping one chunk past the cap."""
     out: list[bytes] = []
+    size = 0
     for chunk in chunks:
         out.append(chunk)
-        if sum(map(len, out)) > MAX_ANSWER_BYTES:
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
             break
     return out
 
@@ -284,13 +286,15 @@ async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
     """Async :func:`_up_to_cap`. Past the cap the connection is closed and the body read
     to its (failed) end, so no async generator of httpx is left unfinished."""
     out: list[bytes] = []
+    size = 0
     try:
         async for chunk in streamed.aiter_bytes():
             out.append(chunk)
-            if sum(map(len, out)) > MAX_ANSWER_BYTES:
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
                 await streamed.aclose()
     except httpx.HTTPError:
-        if sum(map(len, out)) <= MAX_ANSWER_BYTES:
+        if size <= MAX_ANSWER_BYTES:
             raise
     return out
 
