@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx
 
 from connect_auth import ConnectClient, RetryPolicy
@@ -45,6 +46,23 @@ def run_in_threads(n: int, target: Callable[[], Any]) -> tuple[list[Any], list[B
     for t in threads:
         t.join()
     return results, errors
+
+
+async def run_in_tasks(n: int, call: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Start n tasks released together by an event (asyncio or trio); their results."""
+    results: list[Any] = []
+    start = anyio.Event()
+
+    async def one() -> None:
+        await start.wait()
+        results.append(await call())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+        await anyio.sleep(0)
+        start.set()
+    return results
 
 
 def token_json(token: str, *, ttl: float = 3600.0) -> dict[str, Any]:

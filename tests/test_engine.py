@@ -19,7 +19,15 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from helpers import APP, SLACK, fast_retry, mock_client, run_in_threads, token_json
+from helpers import (
+    APP,
+    SLACK,
+    fast_retry,
+    mock_client,
+    run_in_tasks,
+    run_in_threads,
+    token_json,
+)
 
 from connect_auth import ConnectClient, ConnectUnavailableError, RetryPolicy
 from connect_auth._cache import refresh_at, refresh_retry_at
@@ -479,18 +487,7 @@ async def test_refresh_ahead_under_64_tasks(emulator: ConnectEmulator, anyio_bac
         old = await client.aget_token(SLACK, subject=APP)
         emulator.latency = 3.0  # the refresh outlasts the 64 tasks, however busy the machine
         clock.offset = 3600 - 30 - 59
-        results: list[str] = []
-        start = anyio.Event()
-
-        async def one() -> None:
-            await start.wait()
-            results.append(await client.aget_token(SLACK, subject=APP))
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(64):
-                tg.start_soon(one)
-            await anyio.sleep(0)
-            start.set()
+        results = await run_in_tasks(64, lambda: client.aget_token(SLACK, subject=APP))
         assert results == [old] * 64
         await anyio.to_thread.run_sync(
             lambda: _wait_for(lambda: client.get_token(SLACK, subject=APP) != old)

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import APP, SLACK, run_in_threads
+from helpers import APP, SLACK, run_in_tasks, run_in_threads
 
 from connect_auth import ConnectClient, ConnectorNotFoundError
 from connect_auth.testing import ConnectEmulator
@@ -57,18 +57,7 @@ async def test_1000_tasks_one_call(
 ) -> None:
     """1000 tasks on one cold key: one call (asyncio and trio)."""
     emulator.latency = 0.3
-    results: list[str] = []
-    start = anyio.Event()
-
-    async def one() -> None:
-        await start.wait()
-        results.append(await client.aget_token(SLACK, subject=APP))
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(1000):
-            tg.start_soon(one)
-        await anyio.sleep(0)
-        start.set()
+    results = await run_in_tasks(1000, lambda: client.aget_token(SLACK, subject=APP))
     assert len(results) == 1000 and len(set(results)) == 1
     assert emulator.token_calls() == 1
 
