@@ -12,7 +12,6 @@ import contextvars
 import gc
 import json
 import os
-import statistics
 import threading
 import time
 import tracemalloc
@@ -32,7 +31,9 @@ from connect_auth.httpx2 import ConnectAuth as Httpx2ConnectAuth
 from connect_auth.requests import ConnectAuth as RequestsConnectAuth
 from connect_auth.testing import ConnectEmulator
 
-from . import peers
+from . import adapters, peers
+from .engine import StubConnect
+from .measure import interleaved, interleaved_async
 
 SLACK = peers.SLACK
 APP = {"type": "app"}
@@ -42,21 +43,6 @@ Row = dict[str, Any]
 
 
 # -- measuring -------------------------------------------------------------------
-
-
-def interleaved(variants: dict[str, Callable[[], None]], n: int, repeats: int) -> dict[str, float]:
-    """Median microseconds per call of each variant, rounds interleaved to share noise."""
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for fn in variants.values():  # warm up: caches, connection pools, imports
-        for _ in range(max(3, n // 20)):
-            fn()
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - start) / n * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 class StubAdapter(requests.adapters.BaseAdapter):
@@ -144,6 +130,14 @@ def per_request(scale: float) -> dict[str, Any]:
         out["httpx async"] = _per_request_async(emu, token, oidc, n, repeats)
         out["requests"] = _per_request_requests(emu, token, oidc, vc_token, n, repeats)
         out["httpx sync over loopback"] = _per_request_loopback(emu, token, vc_token, n, repeats)
+        out["aiohttp"] = adapters.aiohttp_per_request(
+            emu.provider_url(SLACK), PROVIDER, token, n, repeats
+        )
+        out["niquests sync"] = adapters.niquests_per_request(PROVIDER, token, n, repeats)
+        with StubConnect(0.0) as provider:
+            out["aiohttp over loopback"] = adapters.aiohttp_over_loopback(
+                provider.url + "/provider/api", token, n, repeats
+            )
     return out
 
 
@@ -219,7 +213,7 @@ def _per_request_async(
                 for name, c in clients.items()  # type: ignore[misc]
             }
             variants["vercel-connect + header"] = vc
-            result = await _interleave_in_loop(variants, n, repeats)
+            result = await interleaved_async(variants, n, repeats)
             await plain.aclose()
         for c in clients.values():
             await c.aclose()
@@ -228,22 +222,6 @@ def _per_request_async(
     with peers.quiet():
         # A fresh context: vercel-connect refuses async calls inside its sync session.
         return contextvars.Context().run(asyncio.run, run())
-
-
-async def _interleave_in_loop(
-    variants: dict[str, Callable[[], Awaitable[Any]]], n: int, repeats: int
-) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for fn in variants.values():
-        for _ in range(max(3, n // 20)):
-            await fn()
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            for _ in range(n):
-                await fn()
-            samples[name].append((time.perf_counter() - start) / n * 1e6)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def _session(adapter: requests.adapters.BaseAdapter, **attrs: Any) -> requests.Session:

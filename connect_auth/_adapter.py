@@ -319,7 +319,7 @@ class _NeedToken:
     """Effect: the driver must obtain a token (sync or async) and send it back."""
 
 
-class _NeedBody:
+class NeedBody:
     """Effect: the driver must read ``response``'s body (sync or async)."""
 
     __slots__ = ("response",)
@@ -365,7 +365,7 @@ class HttpxFlow(ConnectAuthBase):
                 return
             if step is NEED_TOKEN:
                 value = self.token()
-            elif isinstance(step, _NeedBody):
+            elif isinstance(step, NeedBody):
                 value = step.response.read()
             else:
                 value = yield step
@@ -393,7 +393,7 @@ class HttpxFlow(ConnectAuthBase):
                 return
             if step is NEED_TOKEN:
                 value = await self.atoken()
-            elif isinstance(step, _NeedBody):
+            elif isinstance(step, NeedBody):
                 value = await step.response.aread()
             else:
                 value = yield step
@@ -403,7 +403,7 @@ class HttpxFlow(ConnectAuthBase):
     ) -> Generator[Any, Any, None]:
         """What to do with a response that may mean "bad token"; I/O-free.
 
-        Yields ``NEED_TOKEN`` or ``_NeedBody`` for the driver to satisfy, or a
+        Yields ``NEED_TOKEN`` or ``NeedBody`` for the driver to satisfy, or a
         request to send.
         """
         # Act only on answers from the origin the token was attached for: after a
@@ -413,7 +413,7 @@ class HttpxFlow(ConnectAuthBase):
         ):
             return
         status = response.status_code
-        body = (yield _NeedBody(response)) if self.needs_body(status) else None
+        body = (yield NeedBody(response)) if self.needs_body(status) else None
         if not self.wants_refresh(status, body):
             return
         self.discard(token)

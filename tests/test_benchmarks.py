@@ -22,7 +22,17 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert results["storm"]["connect_auth"] == {"refreshes": 1, "failures": 0}
     assert results["cache_scaling"]["cache_size"] == 100
     per = results["per_request"]
-    assert {"httpx sync", "httpx2 sync", "httpx async", "requests"} <= set(per)
+    assert {
+        "httpx sync",
+        "httpx2 sync",
+        "httpx async",
+        "requests",
+        "aiohttp",
+        "aiohttp over loopback",
+        "niquests sync",
+    } <= set(per)
+    assert "hand-written header middleware" in per["aiohttp"]
+    assert "niquests BearerTokenAuth" in per["niquests sync"]
     assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
     names = {t["name"] for t in results["targets"]}
     assert "cached get_token >= 10x faster than vercel-connect" in names

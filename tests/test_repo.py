@@ -87,12 +87,26 @@ def test_every_error_subclasses_connect_error() -> None:
 
 def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Importing an adapter without its library names the extra to install."""
-    for module, extra in (("httpx2", "httpx2"), ("requests", "requests")):
+    for module, extra in (
+        ("httpx2", "httpx2"),
+        ("requests", "requests"),
+        ("aiohttp", "aiohttp"),
+        ("niquests", "niquests"),
+    ):
         monkeypatch.setitem(sys.modules, module, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
         with pytest.raises(ImportError, match=rf"connect-auth\[{extra}\]"):
             importlib.import_module(f"connect_auth.{module}")
         monkeypatch.undo()
+
+
+def test_requests_runs_on_the_real_urllib3() -> None:
+    """niquests' urllib3-future is installed beside urllib3, not over it (see the README)."""
+    import urllib3
+    import urllib3_future
+
+    assert int(urllib3.__version__.split(".")[-1]) < 900
+    assert urllib3_future.__file__ != urllib3.__file__
 
 
 def test_packaging_metadata_is_complete() -> None:

@@ -1,0 +1,83 @@
+"""``ConnectAuth`` for aiohttp, as a client middleware (``aiohttp`` extra, aiohttp 3.12+).
+
+``aiohttp.ClientSession(middlewares=(ConnectAuth(...),))``
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+try:
+    from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+    from aiohttp.payload import Payload
+except ImportError as exc:  # an optional extra, or an aiohttp without client middlewares
+    raise ImportError(
+        "connect_auth.aiohttp needs aiohttp 3.12 or later: pip install 'connect-auth[aiohttp]'"
+    ) from exc
+
+from ._adapter import ConnectAuthBase
+from ._api import default_client
+
+__all__ = ["ConnectAuth"]
+
+Origin = tuple[str, str, int | None]
+
+# aiohttp follows redirects by running the middleware chain again for each hop, in
+# the caller's task. The first hop of a request records (its timer, its origin)
+# here; a later hop that shares that timer belongs to the same request and gets a
+# token only if it stays on that origin. Each request call has its own timer.
+_first_hop: contextvars.ContextVar[tuple[object, Origin] | None] = contextvars.ContextVar(
+    "connect_auth_aiohttp_first_hop", default=None
+)
+
+
+class ConnectAuth(ConnectAuthBase):
+    """An aiohttp client middleware that attaches a fresh Vercel Connect token.
+
+    On a response whose status is in ``refresh_on`` (or that ``refresh_if``
+    flags), the token is refreshed once and the request resent once; a second
+    failure is returned as it is. A redirect hop to another origin gets no
+    token. Bodies aiohttp cannot send twice (async generators, ``StreamReader``)
+    are not resent. Token fetches never block the event loop. Arguments: see
+    :class:`connect_auth._adapter.ConnectAuthBase`.
+    """
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """The middleware: attach, send, and on a refusal refresh once and resend once."""
+        url = request.url
+        here: Origin = (url.scheme, url.host or "", url.port)
+        if not _same_request_origin(request, here) or (
+            (here[0] != "https" or self.hosts is not None) and not self.attaches(*here)
+        ):
+            return await handler(request)
+        client = self._client or default_client()
+        # The cache hit without creating a coroutine: this runs on every request.
+        token = client._engine.cached(self.request, self.vercel_token) or await self.atoken()
+        request.headers["Authorization"] = "Bearer " + token
+        response = await handler(request)
+        status = response.status
+        if status not in self.refresh_on and self.refresh_if is None:
+            return response  # the common case, decided without parsing anything
+        body = await response.read() if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
+            return response
+        self.discard(token)
+        payload = request.body
+        if isinstance(payload, Payload) and payload.consumed:  # aiohttp cannot resend it
+            await self.atoken()  # refresh now so the next request finds a good token
+            self.not_resent("its body is a one-shot stream (async iterator or StreamReader)")
+            return response
+        response.release()
+        request.headers["Authorization"] = "Bearer " + await self.atoken()
+        return await handler(request)
+
+
+def _same_request_origin(request: Any, here: Origin) -> bool:
+    """Whether this hop is on the origin of the request's first hop (a first hop is)."""
+    timer = getattr(request, "_timer", None)
+    first = _first_hop.get()
+    if first is not None and first[0] is timer:
+        return first[1] == here
+    _first_hop.set((timer, here))
+    return True
