@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine
+from . import cases, engine, fleet
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -28,6 +28,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "storm": cases.storm,
     "cache_scaling": cases.cache_scaling,
     "engine": engine.engine,
+    "fleet": fleet.fleet,
 }
 
 
@@ -88,7 +89,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"max/min cost per tenth {scaling['flat_ratio']:.2f}, {scaling['cache_size']} entries",
         )
     )
-    return checks + engine.targets(results["engine"])
+    return checks + engine.targets(results["engine"]) + fleet.targets(results["fleet"])
 
 
 def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
@@ -164,7 +165,7 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         f"Cache entries at the end: {sc['cache_size']}; a hit on the full cache: "
         f"{sc['hit_us_on_full_cache']:.2f} µs.",
     ]
-    lines += [*engine.markdown(results["engine"]), ""]
+    lines += [*engine.markdown(results["engine"]), *fleet.markdown(results["fleet"]), ""]
     return "\n".join(lines)
 
 

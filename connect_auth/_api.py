@@ -7,6 +7,7 @@ import threading
 from typing import Unpack
 
 from ._client import ConnectClient
+from ._engine import SharedCache
 from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse
 
 __all__ = [
@@ -38,16 +39,28 @@ def default_client() -> ConnectClient:
     """The process-wide client behind the module functions and the auth adapters.
 
     Created on first use from the environment (``CONNECT_AUTH_BASE_URL``,
-    ``VERCEL_REGION``), so it sees settings made before the first call.
+    ``VERCEL_REGION``, and ``CONNECT_AUTH_REDIS_URL`` with
+    ``CONNECT_AUTH_CACHE_KEY`` for a shared cache), so it sees settings made
+    before the first call.
     """
     global _default
     client = _default
     if client is None:
         with _default_lock:
             if _default is None:
-                _default = ConnectClient()
+                _default = ConnectClient(shared_cache=_shared_cache_from_env())
             client = _default
     return client
+
+
+def _shared_cache_from_env() -> SharedCache | None:
+    """``CONNECT_AUTH_REDIS_URL`` (with ``CONNECT_AUTH_CACHE_KEY``) makes the default
+    client share tokens through Redis."""
+    if not os.environ.get("CONNECT_AUTH_REDIS_URL", "").strip():
+        return None  # no import of redis-py unless asked for
+    from .redis import from_env
+
+    return from_env(os.environ)
 
 
 def set_default_client(client: ConnectClient | None) -> ConnectClient | None:

@@ -13,7 +13,7 @@ from typing import Any, Self, Unpack
 import httpx
 
 from ._config import resolve_base_url
-from ._engine import CacheKey, TokenEngine
+from ._engine import CacheKey, SharedCache, TokenEngine
 from ._models import (
     SubjectLike,
     TokenExchangeSubject,
@@ -59,6 +59,9 @@ class ConnectClient:
             proxies). An ``httpx.MockTransport`` serves async calls too.
         async_transport: an ``httpx.AsyncBaseTransport`` for the async calls.
         clock: seconds since the epoch; injectable for expiry tests.
+        shared_cache: a cache shared with other processes, such as
+            :class:`connect_auth.redis.RedisTokenCache`: asked on a local miss
+            before Connect, so a fleet fetches each token once.
 
     Sync calls fetch in the calling thread; async calls fetch on the caller's
     own event loop (asyncio or trio), with no thread pool. One fetch per cache
@@ -80,7 +83,10 @@ class ConnectClient:
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        shared_cache: SharedCache | None = None,
     ) -> None:
+        if shared_cache is not None and not callable(getattr(shared_cache, "fetch", None)):
+            raise TypeError("shared_cache must be a shared token cache such as RedisTokenCache")
         if vercel_token is not None and (not isinstance(vercel_token, str) or not vercel_token):
             raise ValueError("vercel_token must be a non-empty string or None")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
@@ -115,7 +121,9 @@ class ConnectClient:
             # slack for a busy machine.
             wait_limit=retry.deadline + timeout + 5.0,
             clock=clock,
+            shared=shared_cache,
         )
+        self._shared = shared_cache
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -159,11 +167,16 @@ class ConnectClient:
     ) -> None:
         """Remove exactly the cache entry that :meth:`get_token` would use; no-op if absent."""
         request, vercel_token, _ = _split(connector, subject, options)  # type: ignore[arg-type]
-        self._engine.delete((request.key, self._engine.credential(vercel_token).digest))
+        key = (request.key, self._engine.credential(vercel_token).digest)
+        self._engine.delete(key)
+        if self._shared is not None:
+            self._shared.delete(key)
 
     def clear_token_cache(self) -> None:
-        """Drop every cached token of this client."""
+        """Drop every cached token of this client (and of its shared cache's namespace)."""
         self._engine.clear()
+        if self._shared is not None:
+            self._shared.clear()
 
     def revoke_token(
         self,
@@ -184,6 +197,8 @@ class ConnectClient:
         )
         self._wire.call("DELETE", path, body, cred, accept_any)
         self._evict_subject(request)
+        if self._shared is not None:
+            self._shared.evict_subject(request.connector, request.key.subject_key)
 
     async def arevoke_token(
         self,
@@ -199,6 +214,8 @@ class ConnectClient:
         )
         await self._wire.acall("DELETE", path, body, cred, accept_any)
         self._evict_subject(request)
+        if self._shared is not None:
+            await self._shared.aevict_subject(request.connector, request.key.subject_key)
 
     # -- the engine's entry points (also used by the auth adapters) --------
 

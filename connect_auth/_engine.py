@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 
@@ -26,7 +26,7 @@ from ._flight import current_loop, result_of, spawn_detached, wait_async
 from ._models import RequestKey, TokenRequest, TokenResponse
 from ._oidc import Credential, recent_credential, resolve_credential
 
-__all__ = ["CacheKey", "TokenEngine"]
+__all__ = ["CacheKey", "Flight", "SharedCache", "TokenEngine"]
 
 log = logging.getLogger("connect_auth")
 
@@ -37,13 +37,48 @@ AsyncFetch = Callable[[TokenRequest, Credential], Awaitable[TokenResponse]]
 
 
 class Flight(NamedTuple):
-    """A shared fetch, and what its leader needs to run it."""
+    """A shared fetch, and what its leader needs to run it.
+
+    ``newer_than`` and ``refused`` tell a shared cache which of its tokens will
+    not do: one expiring no later than ``newer_than`` (epoch ms; ``inf`` for a
+    forced refresh), and ``refused``, which a provider turned down.
+    """
 
     future: Future[TokenResponse]
     key: CacheKey
     request: TokenRequest
     cred: Credential
     leader: bool
+    newer_than: float = 0.0
+    refused: str | None = None
+
+
+class SharedCache(Protocol):
+    """A cache shared by processes, consulted on a local miss (``connect_auth.redis``)."""
+
+    def fetch(self, flight: Flight, direct: Fetch) -> TokenResponse:
+        """A token for ``flight``: from the shared cache, or from ``direct`` under a lease."""
+        ...
+
+    async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
+        """:meth:`fetch` on the running event loop."""
+        ...
+
+    def delete(self, key: CacheKey) -> None:
+        """Delete the shared entry for ``key``."""
+        ...
+
+    def evict_subject(self, connector: str, subject_key: object) -> None:
+        """Delete every shared token of one connector and subject."""
+        ...
+
+    async def aevict_subject(self, connector: str, subject_key: object) -> None:
+        """:meth:`evict_subject` for async callers."""
+        ...
+
+    def clear(self) -> None:
+        """Delete every shared entry."""
+        ...
 
 
 class TokenEngine:
@@ -59,6 +94,7 @@ class TokenEngine:
         wait_limit: seconds a caller waits on someone else's fetch at most; every
             fetch ends sooner unless the event loop running it stopped.
         clock: seconds since the epoch.
+        shared: a cache shared with other processes, asked before Connect.
     """
 
     def __init__(
@@ -71,9 +107,14 @@ class TokenEngine:
         refresh_ahead_ms: float,
         wait_limit: float,
         clock: Callable[[], float],
+        shared: SharedCache | None = None,
     ) -> None:
         self._fetch = fetch
         self._afetch = afetch
+        self._shared = shared
+        # Tokens a provider refused, by key, for the next fetch to pass to the shared
+        # cache (which drops them there only if it still holds them).
+        self._refused: dict[Hashable, str] = {}
         self._vercel_token = vercel_token
         self._cache = TokenCache(cache_size)
         self._ahead = refresh_ahead_ms
@@ -195,6 +236,10 @@ class TokenEngine:
         """
         key = (request.key, self.credential(vercel_token).digest)
         with self._lock:
+            if self._shared is not None:
+                if len(self._refused) >= _REFUSED_MAX:
+                    self._refused.clear()
+                self._refused[key] = token
             entry = self._cache.peek(key)
             if entry is not None and entry.response.token == token:
                 self._cache.delete(key)
@@ -231,6 +276,7 @@ class TokenEngine:
         in the parent start again on the next hit."""
         self._lock = threading.Lock()
         self._flights = {}
+        self._refused = {}
         self._revoked = weakref.WeakSet()
         for entry in self._cache.entries():
             if entry.refresh_at == math.inf:
@@ -268,12 +314,15 @@ class TokenEngine:
                 return None, Flight(future, key, request, cred, leader=False)
             if force:
                 self._cache.delete(key)
-            return None, self._new_flight(key, request, cred)
+            return None, self._new_flight(key, request, cred, math.inf if force else 0.0)
 
-    def _new_flight(self, key: CacheKey, request: TokenRequest, cred: Credential) -> Flight:
+    def _new_flight(
+        self, key: CacheKey, request: TokenRequest, cred: Credential, newer_than: float
+    ) -> Flight:
         future: Future[TokenResponse] = Future()
         self._flights[key] = future
-        return Flight(future, key, request, cred, leader=True)
+        refused = self._refused.pop(key, None)
+        return Flight(future, key, request, cred, True, newer_than, refused)
 
     def _lead(self, flight: Flight) -> None:
         """Run the fetch in this thread; its outcome goes to the flight's future.
@@ -282,7 +331,11 @@ class TokenEngine:
         waiters get a :class:`ConnectUnavailableError` instead.
         """
         try:
-            self._finish(flight, self._fetch(flight.request, flight.cred))
+            if self._shared is None:
+                response = self._fetch(flight.request, flight.cred)
+            else:
+                response = self._shared.fetch(flight, self._fetch)
+            self._finish(flight, response)
         except Exception as exc:
             self._settle(flight, exc)
         except BaseException as exc:
@@ -293,7 +346,11 @@ class TokenEngine:
         """:meth:`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
         try:
-            self._finish(flight, await self._afetch(flight.request, flight.cred))
+            if self._shared is None:
+                response = await self._afetch(flight.request, flight.cred)
+            else:
+                response = await self._shared.afetch(flight, self._afetch)
+            self._finish(flight, response)
         except Exception as exc:
             self._settle(flight, exc)
         except BaseException as exc:
@@ -345,7 +402,8 @@ class TokenEngine:
             if self._closed or entry.refresh_at == math.inf or key in self._flights:
                 return
             entry.refresh_at = math.inf
-            flight = self._new_flight(key, request, cred)
+            # Across a fleet, a token someone else refreshed already will do.
+            flight = self._new_flight(key, request, cred, entry.expires_at)
         # A daemon thread: a refresh never holds up process exit.
         threading.Thread(
             target=self._refresh, args=(flight, entry), name="connect_auth-refresh", daemon=True
@@ -367,6 +425,9 @@ class TokenEngine:
             type(exc).__name__,
             (retry - now_ms) / 1000.0,
         )
+
+
+_REFUSED_MAX = 256
 
 
 def _interrupted(exc: BaseException) -> ConnectUnavailableError:

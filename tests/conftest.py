@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import fast_retry
 
+from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient
 from connect_auth.testing import ConnectEmulator
 
@@ -25,6 +26,14 @@ def client(emulator: ConnectEmulator) -> Iterator[ConnectClient]:
         base_url=emulator.url, vercel_token=emulator.oidc_token(), retry=fast_retry()
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on loopback for the whole run (started by the suite itself)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

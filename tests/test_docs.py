@@ -42,8 +42,16 @@ def test_there_are_examples() -> None:
 
 
 @pytest.mark.parametrize("code", _blocks("python"))
-def test_python_example_runs(code: str, connect_emulator: ConnectEmulator) -> None:
+def test_python_example_runs(
+    code: str,
+    connect_emulator: ConnectEmulator,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Each Python block executes; test functions it defines are run too."""
+    if "CONNECT_AUTH_REDIS_URL" in code:  # the shared-cache examples get a real Redis
+        monkeypatch.setenv("CONNECT_AUTH_REDIS_URL", request.getfixturevalue("redis_server").url)
+        monkeypatch.setenv("CONNECT_AUTH_CACHE_KEY", "docs example key, 32 bytes long")
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     exec(compile(_localize(code, connect_emulator), "<docs>", "exec"), namespace)
     for name, fn in list(namespace.items()):

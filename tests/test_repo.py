@@ -92,6 +92,7 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         ("requests", "requests"),
         ("aiohttp", "aiohttp"),
         ("niquests", "niquests"),
+        ("redis", "redis"),
     ):
         monkeypatch.setitem(sys.modules, module, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)

@@ -1,0 +1,542 @@
+"""A token cache shared by every process of a fleet, in Redis (``redis`` extra).
+
+``ConnectClient(shared_cache=RedisTokenCache(url, encryption_key=key))`` keeps
+its in-process cache first; on a local miss it asks Redis before Connect, and
+one process per fleet fetches a missing token under a short lease while the
+others wait for it. Tokens are stored encrypted under opaque names. When Redis
+is down or slow, tokens are fetched from Connect directly and Redis is tried
+again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+try:
+    import redis
+    import redis.asyncio
+    from redis.exceptions import RedisError
+
+    from ._sealed import KEY_HINT, Sealer
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError(
+        "connect_auth.redis needs redis-py and cryptography: pip install 'connect-auth[redis]'"
+    ) from exc
+
+from ._cache import is_fresh
+from ._engine import AsyncFetch, CacheKey, Fetch, Flight
+from ._errors import ConnectError
+from ._flight import current_loop
+from ._models import TokenResponse
+from ._protocol import parse_token_response
+
+__all__ = ["RedisTokenCache", "from_env"]
+
+log = logging.getLogger("connect_auth")
+
+#: Failures that mean "Redis cannot help now": fall back to Connect.
+_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+
+# A value is fingerprint (32 bytes) + expiry in epoch ms (16 digits) + sealed JSON:
+# the scripts below compare the first two without the key.
+_FP, _EXP = 32, 48
+
+_WRITE = """
+local current = redis.call('GET', KEYS[1])
+if current and redis.call('GET', KEYS[2]) ~= ARGV[3]
+   and string.sub(current, 33, 48) >= ARGV[4] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], KEYS[1])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+"""Store a token unless a later one is there and the lease is no longer ours."""
+
+_DISCARD = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 32) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+"""Delete a token only if it is still the refused one."""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+"""Give a lease back only if it is still ours."""
+
+_EVICT = """
+local members = redis.call('SMEMBERS', KEYS[1])
+for _, key in ipairs(members) do
+  redis.call('DEL', key)
+end
+redis.call('DEL', KEYS[1])
+return #members
+"""
+"""Delete every token of one connector and subject."""
+
+
+class _Names(NamedTuple):
+    value: str
+    lease: str
+    subject: str
+
+
+class _Op(NamedTuple):
+    """One Redis step of :meth:`RedisTokenCache._plan`, run by a sync or async driver."""
+
+    kind: str  # "get", "lease", "script" or "sleep"
+    args: tuple[Any, ...]
+
+
+_LEAD = object()  # the plan's outcome when this process holds the lease and fetches
+_URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisTokenCache:
+    """Tokens shared through Redis by every process that uses the same key and namespace.
+
+    Args:
+        url: a redis-py URL (``redis://``, ``rediss://`` or ``unix://``). The
+            clients made from it time out after ``socket_timeout`` seconds.
+        client: a ``redis.Redis`` (or a ``redis.asyncio.Redis``) to use instead
+            of ``url``. A sync client also serves async callers, from a worker
+            thread; an asyncio client serves only async callers.
+        async_client: a ``redis.asyncio.Redis`` for async callers, next to a sync
+            ``client``. Without one, async callers open a connection from
+            ``url`` per shared-cache lookup (a local miss) and close it after.
+        encryption_key: a secret of at least 16 bytes (``str`` or ``bytes``),
+            the same in every process: tokens are encrypted and authenticated
+            with a key derived from it, and entry names are keyed digests of it.
+        namespace: keeps this cache's entries apart from other caches on the
+            same Redis; also the Redis Cluster hash tag of every key.
+        lease_ms: how long one process may fetch a missing token before another
+            takes over.
+        socket_timeout: seconds a Redis call made from ``url`` may take.
+        retry_after: seconds to fetch directly from Connect after Redis failed,
+            before trying it again.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        encryption_key: bytes | str,
+        namespace: str = "connect-auth",
+        lease_ms: int = 10_000,
+        socket_timeout: float = 0.5,
+        retry_after: float = 30.0,
+    ) -> None:
+        if isinstance(client, redis.asyncio.Redis):
+            if async_client is not None:
+                raise TypeError("pass the asyncio client as async_client= or as client=, not both")
+            client, async_client = None, client
+        if client is not None and not isinstance(client, redis.Redis):
+            raise TypeError("client must be a redis.Redis or a redis.asyncio.Redis")
+        if async_client is not None and not isinstance(async_client, redis.asyncio.Redis):
+            raise TypeError("async_client must be a redis.asyncio.Redis")
+        if (url is None) == (client is None and async_client is None):
+            raise ValueError("give RedisTokenCache a url or a client (one of them)")
+        if url is not None and (
+            not isinstance(url, str) or urlsplit(url).scheme not in _URL_SCHEMES
+        ):
+            raise ValueError(
+                "url must be a Redis URL such as 'redis://localhost:6379/0' "
+                "(schemes: redis, rediss, unix)"
+            )
+        if not isinstance(namespace, str) or not namespace or any(c in namespace for c in "{} "):
+            raise ValueError("namespace must be a non-empty string without braces or spaces")
+        for name, value in (("lease_ms", lease_ms), ("socket_timeout", socket_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, int | float)
+            or not (0 <= retry_after < math.inf)
+        ):
+            raise ValueError(f"retry_after must be a number of seconds >= 0, got {retry_after!r}")
+        self._sealer = Sealer(encryption_key)
+        self._url = url
+        self._timeout = float(socket_timeout)
+        self._sync = client
+        if url is not None:
+            self._sync = redis.Redis.from_url(
+                url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+            )
+        self._async = async_client
+        self._prefix = "{" + namespace + "}:"
+        self._lease_ms = int(lease_ms)
+        self._retry_after = float(retry_after)
+        self._down_until = 0.0
+        self._down_lock = threading.Lock()
+        # redis-py script objects, per client (weak: async clients come and go).
+        self._scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def close(self) -> None:
+        """Close the connections of the client made from ``url`` (a given client stays open)."""
+        if self._url is not None and self._sync is not None:
+            self._sync.close()
+
+    def __enter__(self) -> RedisTokenCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisTokenCache(redis={self.where!r}, namespace={self._prefix[1:-2]!r})"
+
+    @property
+    def where(self) -> str:
+        """The Redis server, as ``host:port`` (never credentials)."""
+        if self._url is not None:
+            parts = urlsplit(self._url)
+            return (
+                parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+            )
+        client: Any = self._sync if self._sync is not None else self._async
+        kwargs = client.connection_pool.connection_kwargs
+        return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+
+    # -- the engine's entry points ----------------------------------------------------
+
+    def fetch(self, flight: Flight, direct: Fetch) -> TokenResponse:
+        """A token for ``flight``: from Redis, or from ``direct`` under the fleet's lease."""
+        client = self._sync
+        if client is None or not self._up():
+            return direct(flight.request, flight.cred)
+        names, fence = self._names(flight.key), secrets.token_hex(16)
+        plan = self._plan(flight, names, fence)
+        try:
+            outcome = _drive(plan, lambda op: self._run(client, op))
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+            return direct(flight.request, flight.cred)
+        if isinstance(outcome, TokenResponse):
+            return outcome
+        try:
+            response = direct(flight.request, flight.cred)
+        except BaseException:
+            if outcome is _LEAD:
+                self._quietly(lambda: self._script(client, _RELEASE)([names.lease], [fence]))
+            raise
+        if outcome is _LEAD:
+            write = self._writer(flight, names, response, fence)
+            if write is not None:
+                self._quietly(lambda: self._script(client, _WRITE)(*write))
+        return response
+
+    async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
+        """:meth:`fetch` on the running event loop (asyncio; trio fetches directly)."""
+        if not self._up() or not isinstance(current_loop(), asyncio.AbstractEventLoop):
+            return await direct(flight.request, flight.cred)
+        if self._async is not None:
+            return await self._afetch_with(self._async, flight, direct)
+        if self._url is None:  # only a sync client: its calls go to a worker thread
+            return await self._afetch_with(None, flight, direct)
+        client = redis.asyncio.Redis.from_url(
+            self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+        )
+        try:
+            return await self._afetch_with(client, flight, direct)
+        finally:
+            await client.aclose()
+
+    async def _afetch_with(self, client: Any, flight: Flight, direct: AsyncFetch) -> TokenResponse:
+        names, fence = self._names(flight.key), secrets.token_hex(16)
+        plan = self._plan(flight, names, fence)
+
+        async def run(op: _Op) -> Any:
+            if client is None:
+                import anyio.to_thread
+
+                return await anyio.to_thread.run_sync(self._run, self._sync, op)
+            return await self._arun(client, op)
+
+        try:
+            outcome = await _adrive(plan, run)
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+            return await direct(flight.request, flight.cred)
+        if isinstance(outcome, TokenResponse):
+            return outcome
+        try:
+            response = await direct(flight.request, flight.cred)
+        except BaseException:
+            if outcome is _LEAD:
+                await self._aquietly(run, _Op("script", (_RELEASE, [names.lease], [fence])))
+            raise
+        if outcome is _LEAD:
+            write = self._writer(flight, names, response, fence)
+            if write is not None:
+                await self._aquietly(run, _Op("script", (_WRITE, *write)))
+        return response
+
+    # -- what the client's cache operations reach ---------------------------------------
+
+    def delete(self, key: CacheKey) -> None:
+        """Delete the shared entry for ``key`` (``delete_token_cache_entry``)."""
+        client = self._sync
+        if client is not None and self._up():
+            self._quietly(lambda: client.delete(self._names(key).value))
+
+    def evict_subject(self, connector: str, subject_key: object) -> None:
+        """Delete every shared token of one connector and subject (a revoke)."""
+        client = self._sync
+        if client is not None and self._up():
+            index = self._subject_index(connector, subject_key)
+            self._quietly(lambda: self._script(client, _EVICT)([index], []))
+
+    async def aevict_subject(self, connector: str, subject_key: object) -> None:
+        """:meth:`evict_subject` for async callers."""
+        if self._async is None or not isinstance(current_loop(), asyncio.AbstractEventLoop):
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(self.evict_subject, connector, subject_key)
+            return
+        index = self._subject_index(connector, subject_key)
+        await self._aquietly(
+            lambda op: self._arun(self._async, op), _Op("script", (_EVICT, [index], []))
+        )
+
+    def clear(self) -> None:
+        """Delete every shared entry of this namespace (``clear_token_cache``)."""
+        client = self._sync
+        if client is None or not self._up():
+            return
+
+        def clear_all() -> None:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=self._prefix + "*", count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+
+        self._quietly(clear_all)
+
+    # -- decisions (no I/O) ---------------------------------------------------------
+
+    def _names(self, key: CacheKey) -> _Names:
+        request_key, digest = key
+        text = json.dumps([request_key.connector, request_key.params_key, digest])
+        value = self._prefix + "t:" + self._sealer.name("token", text)
+        lease = self._prefix + "l:" + self._sealer.name("lease", text)
+        subject = self._subject_index(request_key.connector, request_key.subject_key)
+        return _Names(value, lease, subject)
+
+    def _subject_index(self, connector: str, subject_key: object) -> str:
+        return (
+            self._prefix + "s:" + self._sealer.name("subject", json.dumps([connector, subject_key]))
+        )
+
+    def _plan(self, flight: Flight, names: _Names, fence: str) -> Generator[_Op, Any, object]:
+        """The shared-cache steps for one local miss, as :class:`_Op` requests.
+
+        Returns a :class:`TokenResponse` from Redis, ``_LEAD`` when this process
+        took the lease and must fetch, or ``None`` to fetch without the lease
+        (waited too long for another process).
+        """
+        if flight.refused is not None:
+            yield _Op(
+                "script", (_DISCARD, [names.value], [self._sealer.fingerprint(flight.refused)])
+            )
+        raw = yield _Op("get", (names.value,))
+        newer_than = flight.newer_than
+        if newer_than == math.inf:  # forced: only a token fetched after this call will do
+            newer_than = _expiry(raw) if raw else 0.0
+        hit = self._accept(raw, names, flight, newer_than)
+        if hit is not None:
+            return hit
+        give_up = time.monotonic() + 2 * self._lease_ms / 1000.0
+        delay = 0.005
+        while True:
+            if (yield _Op("lease", (names.lease, fence, self._lease_ms))):
+                return _LEAD
+            if time.monotonic() > give_up:
+                log.warning(
+                    "connect_auth: another process held the Redis lease for %s longer than "
+                    "%d ms; fetching from Connect directly",
+                    flight.request.connector,
+                    self._lease_ms,
+                )
+                return None
+            yield _Op("sleep", (delay,))
+            delay = min(delay * 2, 0.1)
+            hit = self._accept((yield _Op("get", (names.value,))), names, flight, newer_than)
+            if hit is not None:
+                return hit
+
+    def _accept(
+        self, raw: bytes | None, names: _Names, flight: Flight, newer_than: float
+    ) -> TokenResponse | None:
+        """The token in ``raw`` if it will do for ``flight``; a wrong key reads as a miss."""
+        if not raw or len(raw) <= _EXP:
+            return None
+        expires_at = _expiry(raw)
+        if expires_at <= newer_than or not is_fresh(
+            expires_at, time.time() * 1000.0, flight.request.buffer_ms
+        ):
+            return None
+        if flight.refused is not None and raw[:_FP] == self._sealer.fingerprint(flight.refused):
+            return None
+        plain = self._sealer.open(raw[_EXP:], names.value.encode())
+        if plain is None:
+            return None
+        try:
+            return parse_token_response(plain)
+        except ConnectError:
+            return None
+
+    def _writer(
+        self, flight: Flight, names: _Names, response: TokenResponse, fence: str
+    ) -> tuple[list[str], list[Any]] | None:
+        """The ``_WRITE`` script's keys and arguments, or ``None`` if not worth storing."""
+        ttl_ms = int(response.expires_at - time.time() * 1000.0 - flight.request.buffer_ms)
+        if ttl_ms <= 0:
+            return None
+        plain = json.dumps(response.to_dict()).encode()
+        stored = (
+            self._sealer.fingerprint(response.token)
+            + b"%016d" % int(response.expires_at)
+            + self._sealer.seal(plain, names.value.encode())
+        )
+        keys = [names.value, names.lease, names.subject]
+        return keys, [stored, ttl_ms, fence, b"%016d" % int(response.expires_at)]
+
+    # -- I/O drivers -------------------------------------------------------------------
+
+    def _run(self, client: Any, op: _Op) -> Any:
+        if op.kind == "get":
+            return client.get(*op.args)
+        if op.kind == "lease":
+            lease, fence, ms = op.args
+            return client.set(lease, fence, nx=True, px=ms)
+        if op.kind == "sleep":
+            time.sleep(*op.args)
+            return None
+        source, keys, args = op.args
+        return self._script(client, source)(keys, args)
+
+    async def _arun(self, client: Any, op: _Op) -> Any:
+        if op.kind == "get":
+            return await client.get(*op.args)
+        if op.kind == "lease":
+            lease, fence, ms = op.args
+            return await client.set(lease, fence, nx=True, px=ms)
+        if op.kind == "sleep":
+            await asyncio.sleep(*op.args)
+            return None
+        source, keys, args = op.args
+        return await self._script(client, source)(keys, args)
+
+    def _script(self, client: Any, source: str) -> Any:
+        """redis-py's script object (EVALSHA, loading the script when Redis lacks it)."""
+        scripts = self._scripts.get(client)
+        if scripts is None:
+            scripts = self._scripts[client] = {}
+        found = scripts.get(source)
+        if found is None:
+            found = scripts[source] = client.register_script(source)
+        return found
+
+    # -- the circuit breaker --------------------------------------------------------
+
+    def _up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _trip(self, exc: BaseException) -> None:
+        with self._down_lock:
+            first = self._up()
+            self._down_until = time.monotonic() + self._retry_after
+        if first:
+            log.warning(
+                "connect_auth: the shared token cache at %s failed (%s); fetching tokens "
+                "from Connect directly, trying Redis again in %.0f s",
+                self.where,
+                type(exc).__name__,
+                self._retry_after,
+            )
+
+    def _quietly(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+
+    async def _aquietly(self, run: Callable[[_Op], Awaitable[Any]], op: _Op) -> None:
+        try:
+            await run(op)
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+
+
+def _expiry(raw: bytes) -> float:
+    try:
+        return float(int(raw[_FP:_EXP]))
+    except ValueError:
+        return 0.0
+
+
+def _drive(plan: Generator[_Op, Any, object], run: Callable[[_Op], Any]) -> object:
+    value: Any = None
+    while True:
+        try:
+            op = plan.send(value)
+        except StopIteration as done:
+            return done.value
+        value = run(op)
+
+
+async def _adrive(
+    plan: Generator[_Op, Any, object], run: Callable[[_Op], Awaitable[Any]]
+) -> object:
+    value: Any = None
+    while True:
+        try:
+            op = plan.send(value)
+        except StopIteration as done:
+            return done.value
+        value = await run(op)
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> RedisTokenCache | None:
+    """The shared cache ``CONNECT_AUTH_REDIS_URL`` and ``CONNECT_AUTH_CACHE_KEY`` ask for."""
+    url = environ.get("CONNECT_AUTH_REDIS_URL", "").strip()
+    if not url:
+        return None
+    key = environ.get("CONNECT_AUTH_CACHE_KEY", "").strip()
+    if not key:
+        raise ValueError(
+            f"CONNECT_AUTH_REDIS_URL is set but CONNECT_AUTH_CACHE_KEY is not: set it to the "
+            f"same secret in every process; {KEY_HINT}"
+        )
+    return RedisTokenCache(url, encryption_key=key)
