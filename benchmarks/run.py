@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine, fleet
+from . import cases, engine, fleet, imports
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -29,6 +29,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "cache_scaling": cases.cache_scaling,
     "engine": engine.engine,
     "fleet": fleet.fleet,
+    "imports": imports.imports,
 }
 
 
@@ -89,7 +90,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
             f"max/min cost per tenth {scaling['flat_ratio']:.2f}, {scaling['cache_size']} entries",
         )
     )
-    return checks + engine.targets(results["engine"]) + fleet.targets(results["fleet"])
+    return (
+        checks
+        + engine.targets(results["engine"])
+        + fleet.targets(results["fleet"])
+        + imports.targets(results["imports"])
+    )
 
 
 def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> str:
@@ -165,7 +171,12 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         f"Cache entries at the end: {sc['cache_size']}; a hit on the full cache: "
         f"{sc['hit_us_on_full_cache']:.2f} µs.",
     ]
-    lines += [*engine.markdown(results["engine"]), *fleet.markdown(results["fleet"]), ""]
+    lines += [
+        *engine.markdown(results["engine"]),
+        *fleet.markdown(results["fleet"]),
+        *imports.markdown(results["imports"]),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -38,12 +38,16 @@ from ._errors import (
 from ._middleware import OidcASGIMiddleware, OidcWSGIMiddleware
 from ._models import (
     AppSubject,
+    AppSubjectDict,
     ConnectorRef,
     JwtBearerSubject,
+    JwtBearerSubjectDict,
     TokenExchangeSubject,
+    TokenExchangeSubjectDict,
     TokenRequest,
     TokenResponse,
     UserSubject,
+    UserSubjectDict,
 )
 from ._oidc import oidc_token_scope
 from ._retry import RetryPolicy
@@ -51,6 +55,7 @@ from ._version import __version__
 
 __all__ = [
     "AppSubject",
+    "AppSubjectDict",
     "ClientNotEnabledForEnvironmentError",
     "ClientNotLinkedToProjectError",
     "ConnectClient",
@@ -61,16 +66,19 @@ __all__ = [
     "ConnectorNotFoundError",
     "ConnectorRef",
     "JwtBearerSubject",
+    "JwtBearerSubjectDict",
     "NoValidTokenError",
     "OidcASGIMiddleware",
     "OidcTokenError",
     "OidcWSGIMiddleware",
     "RetryPolicy",
     "TokenExchangeSubject",
+    "TokenExchangeSubjectDict",
     "TokenRequest",
     "TokenResponse",
     "UserAuthorizationRequiredError",
     "UserSubject",
+    "UserSubjectDict",
     "__version__",
     "aget_token",
     "aget_token_response",

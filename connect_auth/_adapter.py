@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ._api import default_client
@@ -303,16 +303,17 @@ class ConnectAuthBase:
         )
 
 
-class _HttpxRequest(Protocol):
-    url: Any
-    headers: Any
-    stream: Any
+if TYPE_CHECKING:  # typing.Protocol classes cost a millisecond each at import
 
+    class _HttpxRequest(Protocol):
+        url: Any
+        headers: Any
+        stream: Any
 
-class _HttpxResponse(Protocol):
-    status_code: int
-    request: Any
-    content: bytes
+    class _HttpxResponse(Protocol):
+        status_code: int
+        request: Any
+        content: bytes
 
 
 class _NeedToken:

@@ -41,7 +41,8 @@ def default_client() -> ConnectClient:
     Created on first use from the environment (``CONNECT_AUTH_BASE_URL``,
     ``VERCEL_REGION``, and ``CONNECT_AUTH_REDIS_URL`` with
     ``CONNECT_AUTH_CACHE_KEY`` for a shared cache), so it sees settings made
-    before the first call.
+    before the first call; a later change of ``CONNECT_AUTH_BASE_URL`` or
+    ``VERCEL_REGION`` is picked up by the next call that misses the cache.
     """
     global _default
     client = _default
@@ -49,6 +50,7 @@ def default_client() -> ConnectClient:
         with _default_lock:
             if _default is None:
                 _default = ConnectClient(shared_cache=_shared_cache_from_env())
+                _default._follow_env = True
             client = _default
     return client
 

@@ -124,6 +124,9 @@ class ConnectClient:
             shared=shared_cache,
         )
         self._shared = shared_cache
+        # The process-wide client follows CONNECT_AUTH_BASE_URL/VERCEL_REGION changes,
+        # checked on cache misses only (set by connect_auth.default_client()).
+        self._follow_env = False
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -272,10 +275,21 @@ class ConnectClient:
     # -- internals ----------------------------------------------------------
 
     def _fetch(self, request: TokenRequest, cred: Credential) -> TokenResponse:
+        if self._follow_env:
+            self._notice_env()
         return self._wire.call(*_token_call(request), cred, parse_token)
 
     async def _afetch(self, request: TokenRequest, cred: Credential) -> TokenResponse:
+        if self._follow_env:
+            self._notice_env()
         return await self._wire.acall(*_token_call(request), cred, parse_token)
+
+    def _notice_env(self) -> None:
+        """Point the process-wide client at a base URL the environment changed to."""
+        url = resolve_base_url(None, None, os.environ)
+        if url != self.base_url:
+            log.info("connect_auth: the environment now points the default client at %s", url)
+            self.base_url = self._wire.base_url = url
 
     def _revocation(
         self,

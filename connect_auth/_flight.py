@@ -9,13 +9,16 @@ cancels a fetch that others wait for.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import sys
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["current_loop", "result_of", "spawn_detached", "wait_async"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["current_loop", "is_asyncio", "result_of", "spawn_detached", "wait_async"]
 
 T = TypeVar("T")
 
@@ -27,16 +30,20 @@ def current_loop() -> object:
 
     asyncio is asked first, so a trio that is installed but not imported is never
     touched; inside a trio run the ``import`` finds the already-loaded module.
+    Neither is imported here when it is not loaded already: no loop of it can run.
     """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+    trio = sys.modules.get("trio")
     try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    try:
-        import trio
-
+        if trio is None:
+            raise RuntimeError("no trio run")
         return trio.lowlevel.current_trio_token()
-    except (ImportError, RuntimeError):
+    except RuntimeError:
         raise RuntimeError(
             "connect_auth's async API needs a running asyncio or trio event loop"
         ) from None
@@ -47,14 +54,20 @@ def spawn_detached(loop: object, fn: Callable[[], Coroutine[Any, Any, None]]) ->
 
     ``fn`` must handle its own errors: nothing awaits the task.
     """
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        task = loop.create_task(fn())
+    if is_asyncio(loop):
+        task = loop.create_task(fn())  # type: ignore[attr-defined]
         _detached.add(task)
         task.add_done_callback(_detached.discard)
     else:
         import trio
 
         trio.lowlevel.spawn_system_task(fn, name="connect_auth-fetch")
+
+
+def is_asyncio(loop: object) -> bool:
+    """Whether ``loop`` (from :func:`current_loop`) is an asyncio loop (not a trio run)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(loop, asyncio.AbstractEventLoop)
 
 
 def result_of(future: Future[T]) -> T:
@@ -69,8 +82,8 @@ def result_of(future: Future[T]) -> T:
 async def wait_async(future: Future[T]) -> T:
     """Await a thread-side future from asyncio or trio without blocking the loop."""
     if not future.done():
-        loop = current_loop()
-        if isinstance(loop, asyncio.AbstractEventLoop):
+        loop: Any = current_loop()
+        if is_asyncio(loop):
             waiter: asyncio.Future[None] = loop.create_future()
 
             def wake() -> None:

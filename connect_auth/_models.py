@@ -6,30 +6,36 @@ arguments are refused, before any network call.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
 #: Default validity buffer: a token within 30 s of expiry is not served.
 DEFAULT_BUFFER_MS = 30_000.0
 
 __all__ = [
     "AppSubject",
+    "AppSubjectDict",
     "ConnectorRef",
     "JwtBearerSubject",
+    "JwtBearerSubjectDict",
     "RequestKey",
     "Subject",
+    "SubjectDict",
     "SubjectLike",
     "TokenExchangeSubject",
+    "TokenExchangeSubjectDict",
     "TokenOptions",
     "TokenParams",
     "TokenParamsOptions",
     "TokenRequest",
     "TokenResponse",
     "UserSubject",
+    "UserSubjectDict",
     "coerce_subject",
 ]
 
@@ -115,7 +121,45 @@ class TokenExchangeSubject:
 
 
 Subject: TypeAlias = AppSubject | UserSubject | JwtBearerSubject | TokenExchangeSubject
-SubjectLike: TypeAlias = Subject | Mapping[str, Any]
+
+
+class AppSubjectDict(TypedDict):
+    """``{"type": "app"}``: the app itself (TypeScript SDK style)."""
+
+    type: Literal["app"]
+
+
+class UserSubjectDict(TypedDict):
+    """``{"type": "user", "id": "u_alice"}``, optionally with ``issuer``."""
+
+    type: Literal["user"]
+    id: str
+    issuer: NotRequired[str]
+
+
+class JwtBearerSubjectDict(TypedDict):
+    """``{"type": "jwt-bearer", "sub": ...}``, optionally with ``iss``, ``aud`` and
+    ``additionalClaims``."""
+
+    type: Literal["jwt-bearer"]
+    sub: str
+    iss: NotRequired[str]
+    aud: NotRequired[str]
+    additionalClaims: NotRequired[Mapping[str, Any]]
+
+
+class TokenExchangeSubjectDict(TypedDict):
+    """``{"type": "token", "token": ...}``: exchange a credential you hold."""
+
+    type: Literal["token"]
+    token: str
+
+
+SubjectDict: TypeAlias = (
+    AppSubjectDict | UserSubjectDict | JwtBearerSubjectDict | TokenExchangeSubjectDict
+)
+#: What every ``subject=`` accepts: a subject class, or its TypeScript-style dict.
+SubjectLike: TypeAlias = Subject | SubjectDict
 
 _SUBJECT_FIELDS: dict[str, dict[str, str]] = {
     # wire name -> Python field name, per subject type
@@ -337,6 +381,11 @@ class TokenResponse:
     metadata: Mapping[str, Any] | None = None
     token_id: str | None = None
     claims: Mapping[str, Any] | None = None
+
+    @property
+    def expiry(self) -> datetime.datetime:
+        """:attr:`expires_at` as an aware UTC ``datetime``."""
+        return datetime.datetime.fromtimestamp(self.expires_at / 1000.0, tz=datetime.UTC)
 
     def to_dict(self) -> dict[str, Any]:
         """The response in Connect's camelCase wire shape (includes the token)."""

@@ -22,8 +22,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import dotenv
-
 from ._errors import OidcTokenError
 from ._protocol import header_safe
 
@@ -177,6 +175,8 @@ def _check_header_safe(value: str, source: str) -> None:
 def parse_dotenv(text: str) -> dict[str, str]:
     """``KEY=value`` lines as ``vercel env pull`` writes them, read by python-dotenv
     (quotes, escapes, inline comments, ``export``); keys without a value are left out."""
+    import dotenv  # only when a .env.local is read
+
     values = dotenv.dotenv_values(stream=io.StringIO(text.removeprefix("\ufeff")))
     return {k: v for k, v in values.items() if v is not None}
 

@@ -1,21 +1,17 @@
-"""Retrying transient Connect failures with tenacity, within one deadline."""
+"""How transient Connect failures are retried: the policy and the failure type.
+
+The retry loop itself (tenacity) lives in ``_retrying``, imported on the first
+Connect call.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-import anyio
-import tenacity
-
-from ._errors import ConnectUnavailableError
-
-__all__ = ["RetryPolicy", "TransientFailure", "arun_with_retries", "run_with_retries"]
-
-T = TypeVar("T")
+__all__ = ["RetryPolicy", "TransientFailure"]
 
 
 class TransientFailure(Exception):
@@ -75,79 +71,3 @@ class RetryPolicy:
             return min(retry_after, self.retry_after_cap)
         ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
         return float(ceiling * jitter)
-
-
-class _Wait(tenacity.wait.wait_base):
-    def __init__(self, policy: RetryPolicy, random: Callable[[], float]) -> None:
-        self.policy = policy
-        self.random = random
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        retry_after = exc.retry_after if isinstance(exc, TransientFailure) else None
-        return self.policy.wait_for(retry_state.attempt_number, retry_after, self.random())
-
-
-def run_with_retries(
-    attempt: Callable[[float], T],
-    policy: RetryPolicy,
-    *,
-    random: Callable[[], float],
-    clock: Callable[[], float] = time.monotonic,
-) -> T:
-    """Call ``attempt(seconds_left)`` until it returns or a non-transient error escapes.
-
-    When the policy gives up, raise :class:`ConnectUnavailableError` chained to
-    the last failure.
-    """
-    start = clock()
-    retrying = tenacity.Retrying(sleep=policy.sleep, **_rules(policy, random))
-    try:
-        return retrying(lambda: attempt(policy.deadline - (clock() - start)))
-    except TransientFailure as last:
-        raise _gave_up(last, retrying, clock() - start) from (last.__cause__ or last)
-
-
-async def arun_with_retries(
-    attempt: Callable[[float], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    random: Callable[[], float],
-    clock: Callable[[], float] = time.monotonic,
-) -> T:
-    """Async :func:`run_with_retries`: the waits are ``anyio.sleep`` (asyncio or trio)."""
-    start = clock()
-    retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_rules(policy, random))
-    try:
-
-        async def one_attempt() -> T:  # tenacity awaits only coroutine functions
-            return await attempt(policy.deadline - (clock() - start))
-
-        return await retrying(one_attempt)
-    except TransientFailure as last:
-        raise _gave_up(last, retrying, clock() - start) from (last.__cause__ or last)
-
-
-def _rules(policy: RetryPolicy, random: Callable[[], float]) -> dict[str, Any]:
-    """What to retry, how long to wait, and when to stop: the same for sync and async."""
-    return {
-        "stop": tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_before_delay(policy.deadline),
-        "wait": _Wait(policy, random),
-        "retry": tenacity.retry_if_exception_type(TransientFailure),
-        "reraise": True,
-    }
-
-
-def _gave_up(
-    last: TransientFailure, retrying: tenacity.BaseRetrying, elapsed: float
-) -> ConnectUnavailableError:
-    attempts = retrying.statistics.get("attempt_number", 1)
-    return ConnectUnavailableError(
-        f"Vercel Connect is unavailable: {last.description} "
-        f"(gave up after {attempts} attempt(s) in {elapsed:.1f} s)",
-        code="unavailable",
-        status=last.status,
-        request_id=last.request_id,
-    )

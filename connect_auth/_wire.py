@@ -21,7 +21,6 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio
-import httpcore
 import httpx
 
 from ._errors import ConnectError, ConnectResponseError
@@ -33,7 +32,7 @@ from ._protocol import (
     parse_retry_after,
     parse_token_response,
 )
-from ._retry import RetryPolicy, TransientFailure, arun_with_retries, run_with_retries
+from ._retry import RetryPolicy, TransientFailure
 from ._version import __version__
 
 __all__ = ["ConnectWire", "accept_any", "parse_token"]
@@ -82,7 +81,7 @@ class ConnectWire:
 
         def attempt(seconds_left: float) -> T:
             limit = _attempt_limit(self._timeout, seconds_left)
-            token = _deadline.set(time.monotonic() + limit)
+            token = attempt_deadline.set(time.monotonic() + limit)
             try:
                 with http.stream(
                     method, self.base_url + path, content=content, headers=headers,
@@ -94,8 +93,10 @@ class ConnectWire:
             else:
                 return _outcome(method, path, r, ok)
             finally:
-                _deadline.reset(token)
+                attempt_deadline.reset(token)
             raise failure  # outside the handler: no link back to httpx's exception
+
+        from ._retrying import run_with_retries  # tenacity: on the first call, not at import
 
         return run_with_retries(attempt, self._retry, random=self._random.random)
 
@@ -121,6 +122,8 @@ class ConnectWire:
                     return _outcome(method, path, r, ok)
                 raise failure
 
+            from ._retrying import arun_with_retries
+
             return await arun_with_retries(attempt, self._retry, random=self._random.random)
 
     # -- clients --------------------------------------------------------------
@@ -130,7 +133,9 @@ class ConnectWire:
             self._check_open()
             if self._http is None:
                 self._http = httpx.Client(transport=self._transport, **self._settings())
-                _bound_by_deadline(self._http)
+                from ._sync_deadline import bound_by_deadline  # httpcore only when needed
+
+                bound_by_deadline(self._http)
             return self._http
 
     def _aclient(self) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
@@ -186,7 +191,8 @@ class ConnectWire:
 
 # -- one attempt ----------------------------------------------------------------------
 
-_deadline: ContextVar[float] = ContextVar("connect_auth_attempt_deadline", default=math.inf)
+#: When the running sync attempt must end (``time.monotonic()``); see ``_sync_deadline``.
+attempt_deadline: ContextVar[float] = ContextVar("connect_auth_attempt_deadline", default=math.inf)
 
 
 def _attempt_limit(timeout: float, seconds_left: float) -> float:
@@ -335,82 +341,3 @@ def accept_any(r: httpx.Response) -> None:
 
 def _plain(path: str) -> str:
     return path.partition("?")[0]
-
-
-# -- a hard deadline for sync attempts --------------------------------------------------
-#
-# httpx's timeouts bound each socket operation, so a server that drips its answer
-# a byte at a time could hold a sync attempt for ever. Every socket operation of
-# our sync pools is cut to what the attempt's deadline leaves (async attempts use
-# a cancel scope instead).
-
-
-def _bound_by_deadline(client: httpx.Client) -> None:
-    transports: Iterable[object] = (client._transport, *client._mounts.values())
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
-
-
-def _left(timeout: float | None, timed_out: type[Exception]) -> float | None:
-    remaining = _deadline.get() - time.monotonic()
-    if remaining <= 0:
-        raise timed_out("the attempt's deadline passed")
-    return remaining if timeout is None else min(timeout, remaining)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(
-            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
-        )
-        return _DeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        limit = _left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.connect_tcp(host, port, limit, local_address, socket_options)
-        )
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        limit = _left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)

@@ -37,7 +37,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 from ._cache import is_fresh
 from ._engine import AsyncFetch, CacheKey, Fetch, Flight
 from ._errors import ConnectError
-from ._flight import current_loop
+from ._flight import current_loop, is_asyncio
 from ._models import TokenResponse
 from ._protocol import parse_token_response
 
@@ -194,9 +194,7 @@ class RedisTokenCache:
         self._down_until = 0.0
         self._down_lock = threading.Lock()
         # redis-py script objects, per client (weak: async clients come and go).
-        self._scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
     def close(self) -> None:
         """Close the connections of the client made from ``url`` (a given client stays open)."""
@@ -254,7 +252,7 @@ class RedisTokenCache:
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
         """:meth:`fetch` on the running event loop (asyncio; trio fetches directly)."""
-        if not self._up() or not isinstance(current_loop(), asyncio.AbstractEventLoop):
+        if not self._up() or not is_asyncio(current_loop()):
             return await direct(flight.request, flight.cred)
         if self._async is not None:
             return await self._afetch_with(self._async, flight, direct)
@@ -315,7 +313,7 @@ class RedisTokenCache:
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
         """:meth:`evict_subject` for async callers."""
-        if self._async is None or not isinstance(current_loop(), asyncio.AbstractEventLoop):
+        if self._async is None or not is_asyncio(current_loop()):
             import anyio.to_thread
 
             await anyio.to_thread.run_sync(self.evict_subject, connector, subject_key)

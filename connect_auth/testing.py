@@ -34,9 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import RSAKey
+try:
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import RSAKey
+except ImportError as exc:  # an optional extra: say how to get it
+    raise ImportError(
+        "the Connect emulator needs joserfc: pip install 'connect-auth[testing]'"
+    ) from exc
 
 from ._emulator_state import (
     Call,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connect_auth._config import is_loopback_host, resolve_base_url
+from connect_auth.testing import ConnectEmulator
 
 
 @pytest.mark.parametrize(
@@ -50,3 +51,20 @@ def test_loopback_hosts() -> None:
     """localhost, 127/8 and ::1 are loopback; others are not."""
     assert all(map(is_loopback_host, ["localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]"]))
     assert not any(map(is_loopback_host, ["10.0.0.1", "example.com", "0.0.0.0"]))
+
+
+def test_default_client_follows_a_base_url_changed_later(
+    connect_emulator: ConnectEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that sets CONNECT_AUTH_BASE_URL after the default client exists is heard
+    on the next cache miss."""
+    import connect_auth
+
+    connect_auth.get_token("slack/acme-slack", subject={"type": "app"})
+    with ConnectEmulator() as other:
+        monkeypatch.setenv("CONNECT_AUTH_BASE_URL", other.url)
+        monkeypatch.setenv("VERCEL_OIDC_TOKEN", other.oidc_token())
+        connect_auth.get_token("slack/acme-slack", subject={"type": "app"})
+        assert other.token_calls() == 1
+        assert connect_auth.default_client().base_url == other.url
+    assert connect_emulator.token_calls() == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,15 +88,16 @@ def test_every_error_subclasses_connect_error() -> None:
 
 
 def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Importing an adapter without its library names the extra to install."""
-    for module, extra in (
-        ("httpx2", "httpx2"),
-        ("requests", "requests"),
-        ("aiohttp", "aiohttp"),
-        ("niquests", "niquests"),
-        ("redis", "redis"),
+    """Importing an adapter (or the emulator) without its library names the extra."""
+    for module, library, extra in (
+        ("httpx2", "httpx2", "httpx2"),
+        ("requests", "requests", "requests"),
+        ("aiohttp", "aiohttp", "aiohttp"),
+        ("niquests", "niquests", "niquests"),
+        ("redis", "redis", "redis"),
+        ("testing", "joserfc", "testing"),
     ):
-        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+        monkeypatch.setitem(sys.modules, library, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
         with pytest.raises(ImportError, match=rf"connect-auth\[{extra}\]"):
             importlib.import_module(f"connect_auth.{module}")
@@ -122,3 +125,84 @@ def test_packaging_metadata_is_complete() -> None:
     assert (
         "Typing :: Typed" in classifiers and "Programming Language :: Python :: 3.11" in classifiers
     )
+
+
+#: Modules of the package that belong to an extra, and what they may import.
+EXTRAS = {
+    "requests.py": {"requests"},
+    "httpx2.py": {"httpx2"},
+    "aiohttp.py": {"aiohttp"},
+    "niquests.py": {"niquests"},
+    "redis.py": {"redis", "anyio"},
+    "_sealed.py": {"cryptography"},
+    "testing.py": {"joserfc"},
+    "_demo.py": {"httpx", "requests"},
+}
+#: Imported only inside a running trio event loop (the caller's own trio).
+CALLER_RUNTIME = {"trio"}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    own = {"connect_auth", "connect_auth_pytest", "__future__"}
+    return {n for n in names if n not in sys.stdlib_module_names and n not in own}
+
+
+def test_core_installs_exactly_what_the_core_imports() -> None:
+    """The core dependencies are the third-party imports of the core modules, no more."""
+    from importlib.metadata import requires
+
+    core: set[str] = set()
+    for path in (ROOT / "connect_auth").glob("*.py"):
+        found = _third_party_imports(path)
+        if path.name in EXTRAS:
+            assert found <= EXTRAS[path.name], (path.name, found)
+        else:
+            core |= found - CALLER_RUNTIME
+    declared = {
+        re.split(r"[<>=!; \[]", r)[0].replace("python-dotenv", "dotenv")
+        for r in requires("connect-auth") or []
+        if "extra ==" not in r
+    }
+    assert declared == core
+
+
+def test_plugin_loads_nothing_until_its_fixture_is_used() -> None:
+    """The pytest11 module imports only pytest: every pytest run anywhere pays ~nothing."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pytest; before = set(sys.modules); import connect_auth_pytest; "
+            "print(sorted(set(sys.modules) - before))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "['connect_auth_pytest']"
+
+
+def test_importing_the_httpx_adapter_loads_no_heavy_module() -> None:
+    """After httpx, connect_auth.httpx loads no retry, TLS, event-loop or emulator code."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, httpx; before = set(sys.modules); import connect_auth.httpx; "
+            "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(out.stdout.split())
+    heavy = {"httpcore", "trio", "tenacity", "asyncio", "dotenv", "joserfc", "cryptography"}
+    assert loaded & heavy == set()
+    assert "connect_auth" in loaded
