@@ -10,7 +10,7 @@ from mypy import api
 
 from connect_auth import ConnectClient
 
-USER_CODE = '''
+USER_CODE = """
 from connect_auth import UserSubject, get_token
 
 get_token("slack/acme-slack", subject={"type": "app"})
@@ -21,7 +21,7 @@ get_token("slack/acme-slack", subject={"type": "usr"})  # BAD
 get_token("slack/acme-slack", subject={"type": "user"})  # BAD
 get_token("slack/acme-slack", subject={"type": "user", "id": 1})  # BAD
 get_token("slack/acme-slack", subject={"type": "app", "id": "u_alice"})  # BAD
-'''
+"""
 
 
 def test_mypy_checks_dict_subjects_in_user_code(tmp_path: Path) -> None:
