@@ -70,7 +70,9 @@ async def _aiohttp_variants(
         "connect_auth": aiohttp.ClientSession(
             middlewares=(AiohttpConnectAuth(peers.SLACK, subject={"type": "app"}), *last)
         ),
-        "hand-written header middleware": aiohttp.ClientSession(middlewares=(bearer, *last)),
+        "static header (hand-written middleware)": aiohttp.ClientSession(
+            middlewares=(bearer, *last)
+        ),
     }
 
     def variant(session: aiohttp.ClientSession) -> Callable[[], Awaitable[None]]:
@@ -123,7 +125,9 @@ def niquests_per_request(url: str, token: str, n: int, repeats: int) -> dict[str
     sessions = {
         "static header": static,
         "connect_auth": session(auth=NiquestsConnectAuth(peers.SLACK, subject={"type": "app"})),
-        "niquests BearerTokenAuth": session(auth=niquests.auth.BearerTokenAuth(token)),
+        "static header (niquests BearerTokenAuth)": session(
+            auth=niquests.auth.BearerTokenAuth(token)
+        ),
     }
     for name, s in sessions.items():
         sent = s.get(url).request

@@ -5,8 +5,8 @@ Quick start::
     from connect_auth import get_token
     token = get_token("slack/acme-slack", subject={"type": "app"})
 
-Auth adapters live in :mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`
-and :mod:`connect_auth.requests`; the local emulator in :mod:`connect_auth.testing`.
+Auth adapters live in `connect_auth.httpx`, `connect_auth.httpx2`
+and `connect_auth.requests`; the local emulator in `connect_auth.testing`.
 """
 
 from ._adapter import slack_invalid_auth

@@ -1,7 +1,7 @@
 """What every ConnectAuth adapter shares: settings, the refresh rule, body replay.
 
-The HTTP-library modules (:mod:`connect_auth.httpx`, :mod:`connect_auth.httpx2`,
-:mod:`connect_auth.requests`) only wire these into their library's hooks.
+The HTTP-library modules (`connect_auth.httpx`, `connect_auth.httpx2`,
+`connect_auth.requests`) only wire these into their library's hooks.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from ._api import default_client
 from ._client import ConnectClient
 from ._config import is_loopback_host
-from ._models import SubjectLike, TokenRequest, coerce_subject
+from ._models import SubjectLike, TokenRequest, TokenResponse, coerce_subject
 from ._oidc import hidden
 
 __all__ = [
@@ -111,7 +111,7 @@ def safe_transport(scheme: str, host: str) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _loopback(host: str) -> bool:
-    """:func:`is_loopback_host`, remembered: it parses IP addresses, and plain-http
+    """`is_loopback_host`, remembered: it parses IP addresses, and plain-http
     requests to the emulator ask on every request."""
     return is_loopback_host(host)
 
@@ -163,23 +163,25 @@ class ConnectAuthBase:
     Args:
         connector: the connector uid (``"slack/acme-slack"``) or id.
         subject: who the token represents (a subject class or a TS-style dict).
-        installation_id: as for :func:`connect_auth.get_token`.
-        audience: as for :func:`connect_auth.get_token`.
-        scopes: as for :func:`connect_auth.get_token`.
-        resources: as for :func:`connect_auth.get_token`.
-        authorization_details: as for :func:`connect_auth.get_token`.
-        validity_buffer_ms: as for :func:`connect_auth.get_token`.
+        installation_id: as for `connect_auth.get_token`.
+        audience: as for `connect_auth.get_token`.
+        scopes: as for `connect_auth.get_token`.
+        resources: as for `connect_auth.get_token`.
+        authorization_details: as for `connect_auth.get_token`.
+        validity_buffer_ms: as for `connect_auth.get_token`.
         vercel_token: the Vercel credential; by default looked up per request.
-        client: the :class:`~connect_auth.ConnectClient` to use; by default the
+        client: the `connect_auth.ConnectClient` to use; by default the
             process-wide one, so adapters and ``get_token`` share tokens.
         refresh_on: statuses that mean "this token was refused".
         hosts: if given, only requests to these hosts get a token: names with an
             optional port (``"api.github.com"``, ``"ghe.example.com:8443"``); a
             name alone matches the scheme's default port only. Whatever this
             says, a token goes only over https (plain http only to loopback).
-        refresh_if: opt-in ``(status, body) -> bool`` for providers that report a
-            bad token in a 2xx body (see :func:`connect_auth.slack_invalid_auth`);
-            the body is read only when this is set.
+        refresh_if: ``(status, body) -> bool`` for providers that report a bad token
+            in a 2xx body. The default, ``"auto"``, applies
+            `connect_auth.slack_invalid_auth` when Connect reports the
+            connector's type as ``slack`` and nothing otherwise; ``None`` never
+            looks at bodies. Bodies are read only when a predicate applies.
     """
 
     def __init__(
@@ -197,7 +199,7 @@ class ConnectAuthBase:
         client: ConnectClient | None = None,
         refresh_on: Iterable[int] = (401,),
         hosts: Iterable[str] | None = None,
-        refresh_if: RefreshPredicate | None = None,
+        refresh_if: RefreshPredicate | Literal["auto"] | None = "auto",
     ) -> None:
         # Built once: the cache-hit path only adds the credential digest.
         self.request = TokenRequest.build(
@@ -222,13 +224,16 @@ class ConnectAuthBase:
         ):
             raise ValueError("refresh_on must hold HTTP status codes between 100 and 599")
         allowed = parse_hosts(hosts)
-        if refresh_if is not None and not callable(refresh_if):
-            raise TypeError("refresh_if must be a callable (status, body) -> bool")
+        auto = isinstance(refresh_if, str) and refresh_if == "auto"
+        if refresh_if is not None and not auto and not callable(refresh_if):
+            raise TypeError("refresh_if must be a callable (status, body) -> bool, 'auto' or None")
         self.vercel_token = hidden(vercel_token)
         self._client = client
         self.refresh_on = codes
         self.hosts = allowed
-        self.refresh_if = refresh_if
+        self.refresh_if: RefreshPredicate | None = None if auto else refresh_if  # type: ignore[assignment]
+        # "auto" is settled by the first token's connector type (see _settle_rule).
+        self._auto_rule = auto
         self._warned_plain_http = False
 
     def __repr__(self) -> str:
@@ -248,7 +253,7 @@ class ConnectAuthBase:
         return self.attaches(*origin_of(url))
 
     def attaches(self, scheme: str, host: str, port: int | None) -> bool:
-        """:meth:`applies_to` for a URL already split; logs a refusal of plain http."""
+        """`applies_to` for a URL already split; logs a refusal of plain http."""
         if may_attach(scheme, host, port, self.hosts):
             return True
         if not self._warned_plain_http and not safe_transport(scheme, host):
@@ -264,17 +269,24 @@ class ConnectAuthBase:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
         client = self._client or default_client()  # not the property: this is the hot path
         token = client._engine.cached(self.request, self.vercel_token)  # no facade frame
-        return (
-            token if token is not None else client.token_for(self.request, self.vercel_token).token
-        )
+        if token is not None and not self._auto_rule:
+            return token
+        return self._settle_rule(client.token_for(self.request, self.vercel_token))
 
     async def atoken(self) -> str:
         """A valid token without blocking the event loop."""
         client = self._client or default_client()
         token = client._engine.cached(self.request, self.vercel_token)  # no I/O, no await
-        if token is not None:
+        if token is not None and not self._auto_rule:
             return token
-        return (await client.atoken_for(self.request, self.vercel_token)).token
+        return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
+
+    def _settle_rule(self, response: TokenResponse) -> str:
+        """Settle ``refresh_if="auto"`` from the connector type Connect reports (once)."""
+        if self._auto_rule:
+            self.refresh_if = slack_invalid_auth if response.connector.type == "slack" else None
+            self._auto_rule = False
+        return response.token
 
     def needs_body(self, status: int) -> bool:
         """Whether deciding on this response needs its body (only with ``refresh_if``)."""
@@ -336,7 +348,7 @@ class HttpxFlow(ConnectAuthBase):
     """The auth flow for httpx-style clients (httpx and its httpx2 fork).
 
     The cache-hit path is a few lines in each driver; every decision after a
-    refusal lives in :meth:`_after`, an I/O-free generator that both drivers run,
+    refusal lives in `_after`, an I/O-free generator that both drivers run,
     so the sync and async paths cannot drift apart.
     Subclasses set ``_byte_stream`` to their library's ``ByteStream``.
     """
@@ -344,7 +356,7 @@ class HttpxFlow(ConnectAuthBase):
     _byte_stream: type = bytes
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        """httpx's sync hook: attach a token; on refusal drive :meth:`_after` blocking."""
+        """httpx's sync hook: attach a token; on refusal drive `_after` blocking."""
         url = request.url
         if (url.scheme != "https" or self.hosts is not None) and not self.attaches(
             url.scheme, url.host, url.port

@@ -1,4 +1,4 @@
-"""Module-level functions, served by one process-wide default :class:`ConnectClient`."""
+"""Module-level functions, served by one process-wide default `ConnectClient`."""
 
 from __future__ import annotations
 
@@ -80,28 +80,28 @@ def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
 
 
 def get_token(connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]) -> str:
-    """Return a provider access token (see :meth:`ConnectClient.get_token`)."""
+    """Return a provider access token (see `ConnectClient.get_token`)."""
     return default_client().get_token(connector, subject=subject, **options)
 
 
 def get_token_response(
     connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
 ) -> TokenResponse:
-    """Return the full token response (see :meth:`ConnectClient.get_token_response`)."""
+    """Return the full token response (see `ConnectClient.get_token_response`)."""
     return default_client().get_token_response(connector, subject=subject, **options)
 
 
 async def aget_token(
     connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
 ) -> str:
-    """Async :func:`get_token`."""
+    """Async `get_token`."""
     return await default_client().aget_token(connector, subject=subject, **options)
 
 
 async def aget_token_response(
     connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
 ) -> TokenResponse:
-    """Async :func:`get_token_response`."""
+    """Async `get_token_response`."""
     return await default_client().aget_token_response(connector, subject=subject, **options)
 
 
@@ -112,7 +112,7 @@ def revoke_token(
     installation_id: str | None = None,
     vercel_token: str | None = None,
 ) -> None:
-    """Revoke a subject's tokens and evict them (see :meth:`ConnectClient.revoke_token`)."""
+    """Revoke a subject's tokens and evict them (see `ConnectClient.revoke_token`)."""
     default_client().revoke_token(
         connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
     )
@@ -125,7 +125,7 @@ async def arevoke_token(
     installation_id: str | None = None,
     vercel_token: str | None = None,
 ) -> None:
-    """Async :func:`revoke_token`."""
+    """Async `revoke_token`."""
     await default_client().arevoke_token(
         connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
     )
@@ -134,7 +134,7 @@ async def arevoke_token(
 def delete_token_cache_entry(
     connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
 ) -> None:
-    """Remove exactly the cache entry :func:`get_token` would use for these arguments."""
+    """Remove exactly the cache entry `get_token` would use for these arguments."""
     default_client().delete_token_cache_entry(connector, subject=subject, **options)
 
 

@@ -52,7 +52,7 @@ class Entry:
 
 
 class TokenCache:
-    """Least-recently-used map from cache key to :class:`Entry`, O(1) per call."""
+    """Least-recently-used map from cache key to `Entry`, O(1) per call."""
 
     __slots__ = ("_data", "maxsize")
 

@@ -45,7 +45,7 @@ class ConnectClient:
         vercel_token: the Vercel credential to use when a call passes none. By
             default it is looked up per call (request scope, ``VERCEL_OIDC_TOKEN``,
             ``.env.local``), since it rotates.
-        base_url: the Connect API origin; see :func:`resolve_base_url` rules.
+        base_url: the Connect API origin; see `resolve_base_url` rules.
         region: a Vercel region id, giving ``https://api-<region>.vercel.com``.
         timeout: seconds one HTTP attempt may take in all (connect, send and
             receive together; also cut to what the retry deadline leaves).
@@ -60,7 +60,7 @@ class ConnectClient:
         async_transport: an ``httpx.AsyncBaseTransport`` for the async calls.
         clock: seconds since the epoch; injectable for expiry tests.
         shared_cache: a cache shared with other processes, such as
-            :class:`connect_auth.redis.RedisTokenCache`: asked on a local miss
+            `connect_auth.redis.RedisTokenCache`: asked on a local miss
             before Connect, so a fleet fetches each token once.
 
     Sync calls fetch in the calling thread; async calls fetch on the caller's
@@ -148,27 +148,27 @@ class ConnectClient:
     def get_token_response(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
-        """Like :meth:`get_token`, but return the whole :class:`TokenResponse`."""
+        """Like `get_token`, but return the whole `TokenResponse`."""
         request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
         return self._engine.token_for(request, vercel_token, force_refresh=force)
 
     async def aget_token(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> str:
-        """Async :meth:`get_token`; never blocks the event loop (asyncio or trio)."""
+        """Async `get_token`; never blocks the event loop (asyncio or trio)."""
         return (await self.aget_token_response(connector, subject=subject, **options)).token
 
     async def aget_token_response(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
-        """Async :meth:`get_token_response`."""
+        """Async `get_token_response`."""
         request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
         return await self._engine.atoken_for(request, vercel_token, force_refresh=force)
 
     def delete_token_cache_entry(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
     ) -> None:
-        """Remove exactly the cache entry that :meth:`get_token` would use; no-op if absent."""
+        """Remove exactly the cache entry that `get_token` would use; no-op if absent."""
         request, vercel_token, _ = _split(connector, subject, options)  # type: ignore[arg-type]
         key = (request.key, self._engine.credential(vercel_token).digest)
         self._engine.delete(key)
@@ -211,7 +211,7 @@ class ConnectClient:
         installation_id: str | None = None,
         vercel_token: str | None = None,
     ) -> None:
-        """Async :meth:`revoke_token`, on the caller's event loop."""
+        """Async `revoke_token`, on the caller's event loop."""
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, hidden(vercel_token)
         )
@@ -252,7 +252,7 @@ class ConnectClient:
         self._wire.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         self.close()
 
     def __enter__(self) -> Self:

@@ -1,6 +1,6 @@
 """The emulated Connect service: connectors, grants, issued tokens, faults, logs.
 
-No HTTP here: the server in :mod:`connect_auth.testing` parses requests and
+No HTTP here: the server in `connect_auth.testing` parses requests and
 calls these methods, which answer ``(status, json_body)``. One lock guards it all.
 """
 
@@ -42,8 +42,9 @@ class Installation:
 class ConnectorSpec:
     """An emulated connector.
 
-    ``links`` maps project ids to the environments the link enables. ``users``
-    have authorized the connector. ``requires_installation`` with no
+    ``links`` maps project ids to the environments the link enables; left out
+    (``None``), the connector is linked to the emulator's own project in every
+    environment. ``users`` have authorized the connector. ``requires_installation`` with no
     ``default_installation`` makes app tokens need an explicit installation id.
     ``token_ttl`` is the lifetime of issued tokens, in seconds.
     """
@@ -56,7 +57,7 @@ class ConnectorSpec:
     default_installation: str | None = None
     requires_installation: bool = False
     users: set[str] = field(default_factory=set)
-    links: dict[str, list[str]] = field(default_factory=dict)
+    links: dict[str, list[str]] | None = None
     token_ttl: float = 3600.0
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -129,7 +130,7 @@ class IssuedToken:
 
 
 def default_connectors(project_id: str) -> list[ConnectorSpec]:
-    """The connectors an emulator starts with: one per seed error, plus happy paths."""
+    """The connectors an emulator starts with: one per kind of refusal, plus happy paths."""
     every_env = {project_id: ["production", "preview", "development"]}
     return [
         ConnectorSpec(
@@ -210,7 +211,8 @@ def load_connectors(data: Mapping[str, Any]) -> list[ConnectorSpec]:
             for i in item.get("installations", [])
         ]
         fields["users"] = set(item.get("users", []))
-        fields["links"] = {str(k): list(v) for k, v in item.get("links", {}).items()}
+        if "links" in item:
+            fields["links"] = {str(k): list(v) for k, v in item["links"].items()}
         specs.append(ConnectorSpec(**fields))
     return specs
 
@@ -418,7 +420,7 @@ class EmulatorState:
         spec = self.connectors.get(connector)
         if spec is None:
             return _error(404, "not_found", f"Connector {connector!r} not found")
-        envs = spec.links.get(str(identity.get("project_id")))
+        envs = (spec.links or {}).get(str(identity.get("project_id")))
         if envs is None:
             return _error(403, "forbidden", f"Connector {spec.uid} is not linked to this project")
         if identity.get("environment") not in envs:

@@ -61,7 +61,7 @@ class SharedCache(Protocol):
         ...
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
-        """:meth:`fetch` on the running event loop."""
+        """`fetch` on the running event loop."""
         ...
 
     def delete(self, key: CacheKey) -> None:
@@ -73,7 +73,7 @@ class SharedCache(Protocol):
         ...
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
-        """:meth:`evict_subject` for async callers."""
+        """`evict_subject` for async callers."""
         ...
 
     def clear(self) -> None:
@@ -135,7 +135,7 @@ class TokenEngine:
         """The cached token for ``request`` if fresh, else None; no I/O and no lock.
 
         The adapters' per-request path: it only answers when the credential is
-        the one seen last, so anything unusual falls through to :meth:`token_for`.
+        the one seen last, so anything unusual falls through to `token_for`.
         """
         now = self._clock()
         cred = recent_credential(vercel_token or self._vercel_token, now)
@@ -328,7 +328,7 @@ class TokenEngine:
         """Run the fetch in this thread; its outcome goes to the flight's future.
 
         ``KeyboardInterrupt`` and ``SystemExit`` stay with this thread: the
-        waiters get a :class:`ConnectUnavailableError` instead.
+        waiters get a `ConnectUnavailableError` instead.
         """
         try:
             if self._shared is None:
@@ -343,7 +343,7 @@ class TokenEngine:
             raise
 
     async def _alead(self, flight: Flight) -> None:
-        """:meth:`_lead` as a detached task: nothing awaits it, so it raises nothing
+        """`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
         try:
             if self._shared is None:

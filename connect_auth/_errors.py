@@ -1,6 +1,6 @@
 """The error tree of connect_auth.
 
-Every error raised for a Connect call subclasses :class:`ConnectError`::
+Every error raised for a Connect call subclasses `ConnectError`::
 
     ConnectError                              code, status, status_text, vendor, request_id
     ├── NoValidTokenError                     no_token: the grant cannot produce a token

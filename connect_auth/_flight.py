@@ -50,7 +50,7 @@ def current_loop() -> object:
 
 
 def spawn_detached(loop: object, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``fn()`` on ``loop`` (from :func:`current_loop`) as a task no caller owns.
+    """Run ``fn()`` on ``loop`` (from `current_loop`) as a task no caller owns.
 
     ``fn`` must handle its own errors: nothing awaits the task.
     """
@@ -65,7 +65,7 @@ def spawn_detached(loop: object, fn: Callable[[], Coroutine[Any, Any, None]]) ->
 
 
 def is_asyncio(loop: object) -> bool:
-    """Whether ``loop`` (from :func:`current_loop`) is an asyncio loop (not a trio run)."""
+    """Whether ``loop`` (from `current_loop`) is an asyncio loop (not a trio run)."""
     asyncio = sys.modules.get("asyncio")
     return asyncio is not None and isinstance(loop, asyncio.AbstractEventLoop)
 

@@ -62,7 +62,7 @@ class OidcASGIMiddleware:
 
     Args:
         app: the ASGI application.
-        trust_header: as for :class:`OidcWSGIMiddleware`.
+        trust_header: as for `OidcWSGIMiddleware`.
     """
 
     def __init__(self, app: _ASGIApp, *, trust_header: bool | None = None) -> None:

@@ -285,7 +285,7 @@ class TokenParamsOptions(TypedDict, total=False):
 
 
 class TokenOptions(TokenParamsOptions, total=False):
-    """:class:`TokenParamsOptions` plus ``force_refresh``."""
+    """`TokenParamsOptions` plus ``force_refresh``."""
 
     force_refresh: bool
 
@@ -384,7 +384,7 @@ class TokenResponse:
 
     @property
     def expiry(self) -> datetime.datetime:
-        """:attr:`expires_at` as an aware UTC ``datetime``."""
+        """`expires_at` as an aware UTC ``datetime``."""
         return datetime.datetime.fromtimestamp(self.expires_at / 1000.0, tz=datetime.UTC)
 
     def to_dict(self) -> dict[str, Any]:

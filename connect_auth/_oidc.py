@@ -1,7 +1,7 @@
 """Finding the caller's Vercel credential (decision 0.7).
 
 Order: explicit argument (call, then client) > request-scoped value (set by
-:func:`oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) >
+`oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) >
 ``VERCEL_OIDC_TOKEN`` > ``VERCEL_OIDC_TOKEN`` in the nearest ``.env.local``.
 The credential is never cached across lookups (it rotates on Vercel); only its
 digest and expiry are memoized, keyed by the token string itself.
@@ -54,7 +54,7 @@ class SecretStr(str):
 
 
 def hidden(value: str | None) -> str | None:
-    """``value`` as a :class:`SecretStr` (``None`` stays ``None``)."""
+    """``value`` as a `SecretStr` (``None`` stays ``None``)."""
     return value if value is None or type(value) is SecretStr else SecretStr(value)
 
 
@@ -92,7 +92,7 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
 
     The cache-hit path of the adapters: one env read and one comparison. Any
     other case (a new token, an expired one, nothing set) returns None and is
-    left to :func:`resolve_credential`.
+    left to `resolve_credential`.
     """
     value = explicit if explicit is not None else (_scoped.get() or _env_token())
     last = _last
@@ -103,7 +103,7 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
 
 
 def resolve_credential(explicit: str | None, *, now: float) -> Credential:
-    """The credential to send, or :class:`OidcTokenError` saying how to get one."""
+    """The credential to send, or `OidcTokenError` saying how to get one."""
     if explicit is None:
         scoped = _scoped.get()
         # The common case inline: this runs on every cached call.

@@ -1,7 +1,7 @@
 """The Connect wire protocol, as pure functions.
 
 Building paths and bodies, parsing a token response, turning an error response
-into the right :class:`ConnectError` subclass, and deciding which failures are
+into the right `ConnectError` subclass, and deciding which failures are
 transient. No I/O happens here, so every rule is testable without a server.
 """
 
@@ -73,7 +73,7 @@ def header_safe(value: str) -> bool:
 
 
 def parse_token_response(body: bytes, *, request_id: str | None = None) -> TokenResponse:
-    """Parse a 2xx token body; a malformed one raises :class:`ConnectResponseError`."""
+    """Parse a 2xx token body; a malformed one raises `ConnectResponseError`."""
 
     def bad(why: str) -> ConnectResponseError:
         return ConnectResponseError(
@@ -134,7 +134,7 @@ def error_from_response(
 
     By ``code`` first, then 403 messages for the link and environment cases,
     then a bare 401 as a refused Vercel credential; anything else is the base
-    :class:`ConnectError`. ``connector_call=False`` keeps ``not_found`` generic.
+    `ConnectError`. ``connector_call=False`` keeps ``not_found`` generic.
     """
     text = body.decode("utf-8", "replace")
     code, message, vendor = _parse_envelope(text)

@@ -1,7 +1,7 @@
 """The auth flow of requests-style libraries (requests and niquests, sync and async).
 
 Both libraries call ``auth(prepared_request)`` before sending and run response
-hooks after. The decisions after a refusal live in :meth:`RequestsFlow._after`,
+hooks after. The decisions after a refusal live in `RequestsFlow._after`,
 an I/O-free generator that the sync and async hooks both run, so they cannot
 drift apart.
 """

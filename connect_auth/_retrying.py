@@ -38,7 +38,7 @@ def run_with_retries(
 ) -> T:
     """Call ``attempt(seconds_left)`` until it returns or a non-transient error escapes.
 
-    When the policy gives up, raise :class:`ConnectUnavailableError` chained to
+    When the policy gives up, raise `ConnectUnavailableError` chained to
     the last failure.
     """
     start = clock()
@@ -56,7 +56,7 @@ async def arun_with_retries(
     random: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Async :func:`run_with_retries`: the waits are ``anyio.sleep`` (asyncio or trio)."""
+    """Async `run_with_retries`: the waits are ``anyio.sleep`` (asyncio or trio)."""
     start = clock()
     retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_rules(policy, random))
     try:

@@ -103,7 +103,7 @@ class ConnectWire:
     async def acall(
         self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
     ) -> T:
-        """Async :meth:`call`, on the caller's event loop (asyncio or trio)."""
+        """Async `call`, on the caller's event loop (asyncio or trio)."""
         content, headers, auth = _encode(body, cred)
         async with self._aclient() as http:
 
@@ -230,7 +230,7 @@ def _failure(method: str, path: str, exc: Exception) -> Exception:
     request carries the credential."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         log.debug("connect_auth: %s %s timed out", method, _plain(path))
-        failure: Exception = TransientFailure(f"timed out ({type(exc).__name__})")
+        failure: Exception = TransientFailure(_described(exc))
     elif isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
         # Retrying cannot help, and the library's message may quote a header value.
         return ConnectError(
@@ -240,11 +240,32 @@ def _failure(method: str, path: str, exc: Exception) -> Exception:
         )
     elif isinstance(exc, httpx.TransportError):
         log.debug("connect_auth: %s %s failed: %s", method, _plain(path), type(exc).__name__)
-        failure = TransientFailure(f"network error ({type(exc).__name__})")
+        failure = TransientFailure(_described(exc))
     else:
         return exc
     failure.__cause__ = _bare(exc)
     return failure
+
+
+#: Plain words for network failures: httpx's class names (``ConnectError``) read as
+#: connect_auth's own error classes in a message.
+_NETWORK_WORDS: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx.ConnectTimeout, "timed out connecting"),
+    (httpx.ReadTimeout, "timed out waiting for the answer"),
+    (httpx.WriteTimeout, "timed out sending the request"),
+    (httpx.PoolTimeout, "timed out waiting for a free connection"),
+    (httpx.TimeoutException, "timed out"),
+    (TimeoutError, "timed out (the attempt's deadline passed)"),
+    (httpx.ConnectError, "could not connect"),
+    (httpx.ReadError, "the connection failed while reading the answer"),
+    (httpx.WriteError, "the connection failed while sending the request"),
+    (httpx.RemoteProtocolError, "the server broke the HTTP exchange"),
+)
+
+
+def _described(exc: BaseException) -> str:
+    """What went wrong on the network, in words."""
+    return next((words for cls, words in _NETWORK_WORDS if isinstance(exc, cls)), "network error")
 
 
 def _bare(exc: BaseException) -> BaseException:
@@ -260,7 +281,7 @@ MAX_ANSWER_BYTES = 1 << 20
 
 
 def _capped(streamed: httpx.Response, chunks: list[bytes]) -> httpx.Response:
-    """The answer with its body read, or :class:`ConnectResponseError` past the cap."""
+    """The answer with its body read, or `ConnectResponseError` past the cap."""
     body = b"".join(chunks)
     if len(body) > MAX_ANSWER_BYTES:
         raise ConnectResponseError(
@@ -289,7 +310,7 @@ def _up_to_cap(chunks: Iterable[bytes]) -> list[bytes]:
 
 
 async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
-    """Async :func:`_up_to_cap`. Past the cap the connection is closed and the body read
+    """Async `_up_to_cap`. Past the cap the connection is closed and the body read
     to its (failed) end, so no async generator of httpx is left unfinished."""
     out: list[bytes] = []
     size = 0

@@ -39,8 +39,8 @@ class ConnectAuth(ConnectAuthBase):
     flags), the token is refreshed once and the request resent once; a second
     failure is returned as it is. A redirect hop to another origin gets no
     token. Bodies aiohttp cannot send twice (async generators, ``StreamReader``)
-    are not resent. Token fetches never block the event loop. Arguments: see
-    :class:`connect_auth._adapter.ConnectAuthBase`.
+    are not resent. Token fetches never block the event loop.
+    Arguments: see *Adapter arguments* in the API reference.
     """
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -53,7 +53,9 @@ class ConnectAuth(ConnectAuthBase):
             return await handler(request)
         client = self._client or default_client()
         # The cache hit without creating a coroutine: this runs on every request.
-        token = client._engine.cached(self.request, self.vercel_token) or await self.atoken()
+        token = None if self._auto_rule else client._engine.cached(self.request, self.vercel_token)
+        if token is None:
+            token = await self.atoken()
         request.headers["Authorization"] = "Bearer " + token
         response = await handler(request)
         status = response.status

@@ -1,25 +1,17 @@
 """The ``connect-auth`` command: ``token`` (``vercel connect token`` parity), ``emulator``,
-``demo``.
-
-Exit codes (also in ``connect-auth --help``)::
-
-    0  success                          7  connector installation required
-    1  other Connect error              8  user authorization required
-    2  bad usage or arguments           9  no valid token (grant revoked)
-    3  no usable Vercel credential     10  Connect unavailable (after retries)
-    4  connector not found             11  invalid response from Connect
-    5  project not linked              130 interrupted
-    6  environment not enabled
+``demo``. The exit codes are in `EXIT_TABLE` (and ``connect-auth --help``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -37,9 +29,20 @@ from ._errors import (
     UserAuthorizationRequiredError,
 )
 from ._models import AppSubject, Subject, UserSubject
+from ._retry import RetryPolicy
 from ._version import __version__
 
-__all__ = ["EXIT_CODES", "main", "parse_scopes", "parse_subject"]
+__all__ = ["EXIT_CODES", "EXIT_TABLE", "cli_words", "main", "parse_scopes", "parse_subject"]
+
+EXIT_TABLE = """exit codes:
+    0  success                          7  connector installation required
+    1  other Connect error              8  user authorization required
+    2  bad usage or arguments           9  no valid token (grant revoked)
+    3  no usable Vercel credential     10  Connect unavailable (after retries)
+    4  connector not found             11  invalid response from Connect
+    5  project not linked              130 interrupted
+    6  environment not enabled
+"""
 
 #: Error class -> (exit code, what to do). Most specific first.
 EXIT_CODES: list[tuple[type[ConnectError], int, str]] = [
@@ -69,7 +72,23 @@ EXIT_CODES: list[tuple[type[ConnectError], int, str]] = [
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_EPILOG = __doc__.split("Exit codes", 1)[1] if __doc__ else ""
+#: Python argument names in library messages, and the options that set them.
+_OPTIONS = {
+    "vercel_token": "--vercel-token",
+    "installation_id": "--installation-id",
+    "base_url": "--base-url",
+    "region": "--region",
+    "timeout": "--timeout",
+    "scopes": "--scopes",
+    "subject": "--subject",
+}
+
+
+def cli_words(message: str) -> str:
+    """A library message in the command's words: ``vercel_token=`` becomes ``--vercel-token``."""
+    for name, option in _OPTIONS.items():
+        message = re.sub(rf"\b{name}(=|\b)", option + " ", message).replace(option + " =", option)
+    return re.sub(r" +", " ", message).replace(" ,", ",").strip()
 
 
 def parse_subject(text: str) -> Subject:
@@ -96,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="connect-auth",
         description="Short-lived provider tokens from Vercel Connect.",
-        epilog="exit codes" + _EPILOG,
+        epilog=EXIT_TABLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"connect-auth {__version__}")
@@ -107,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print a provider token for a connector",
         description="Print a provider access token (like `vercel connect token`). The Vercel "
         "credential comes from --vercel-token, VERCEL_OIDC_TOKEN or .env.local.",
-        epilog="exit codes" + _EPILOG,
+        epilog=EXIT_TABLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     token.add_argument("connector", help="connector uid (e.g. slack/acme-slack) or id")
@@ -124,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--region", help="Vercel region id, giving api-<region>.vercel.com")
     token.add_argument("--vercel-token", help="Vercel credential (default: OIDC lookup)")
     token.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    token.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each Connect call and retry on stderr",
+    )
 
     emulator = sub.add_parser(
         "emulator",
@@ -165,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    progress = _Progress(verbose=args.verbose)
     try:
         subject = parse_subject(args.subject)
         scopes = parse_scopes(args.scopes) if args.scopes is not None else None
@@ -173,10 +199,12 @@ def _token(args: argparse.Namespace) -> int:
             region=args.region,
             vercel_token=args.vercel_token,
             timeout=args.timeout,
+            retry=RetryPolicy(sleep=progress.retrying),
         )
     except (ValueError, TypeError) as exc:
-        print(f"connect-auth token: error: {exc}", file=sys.stderr)
+        print(f"connect-auth token: error: {cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    progress.start(client.base_url, args.connector)
     try:
         with client:
             response = client.get_token_response(
@@ -186,19 +214,81 @@ def _token(args: argparse.Namespace) -> int:
                 scopes=scopes,
             )
     except (ValueError, TypeError) as exc:
-        print(f"connect-auth token: error: {exc}", file=sys.stderr)
+        progress.stop()
+        print(f"connect-auth token: error: {cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectError as exc:
+        progress.stop()
         code, hint = next((c, h) for cls, c, h in EXIT_CODES if isinstance(exc, cls))
         where = f" [request id {exc.request_id}]" if exc.request_id else ""
+        if isinstance(exc, ConnectUnavailableError):
+            where += f" (Connect at {client.base_url})"
         print(f"connect-auth token: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
         print(f"  what to do: {hint}", file=sys.stderr)
         return code
+    progress.stop()
     if args.json:
         print(json.dumps(response.to_dict(), indent=2))
     else:
         print(response.token)
     return 0
+
+
+class _Progress:
+    """What the command says on stderr while it waits: a ticking line on a terminal,
+    each retry, and with ``--verbose`` every Connect call."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        self.verbose = verbose
+        self.live = sys.stderr.isatty()
+        self.attempt = 1
+        self.max_attempts = RetryPolicy().max_attempts
+        self._done = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._where = ""
+        if verbose:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger = logging.getLogger("connect_auth")
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
+
+    def start(self, base_url: str, connector: str) -> None:
+        self._where = base_url
+        if self.verbose:
+            print(f"requesting a {connector} token from Connect at {base_url}", file=sys.stderr)
+        if self.live:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def retrying(self, seconds: float) -> None:
+        """The retry policy's sleep: say so, then wait."""
+        self._line(
+            f"attempt {self.attempt} of {self.max_attempts} failed; retrying in {seconds:.1f} s",
+            end="\n",
+        )
+        self.attempt += 1
+        time.sleep(seconds)
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        start = time.monotonic()
+        while not self._done.wait(0.5 if time.monotonic() - start > 1 else 1.0):
+            self._line(
+                f"waiting for Connect at {self._where}: {time.monotonic() - start:.0f} s "
+                f"(attempt {self.attempt} of {self.max_attempts})"
+            )
+
+    def _line(self, text: str, end: str = "") -> None:
+        if self.live:
+            print(f"\r\033[K{text}", end=end, file=sys.stderr, flush=True)
+        elif self.verbose or end:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -18,8 +18,8 @@ class ConnectAuth(HttpxFlow, httpx.Auth):
     returned as it is. Bodies that cannot be replayed (generators, iterators)
     are not resent. Requests to hosts outside ``hosts`` (when given) pass
     through without a token. Works in ``Client`` and ``AsyncClient`` (without
-    blocking the event loop) and shares tokens with :func:`connect_auth.get_token`.
-    Arguments: see :class:`connect_auth._adapter.ConnectAuthBase`.
+    blocking the event loop) and shares tokens with `connect_auth.get_token`.
+    Arguments: see *Adapter arguments* in the API reference.
     """
 
     _byte_stream = httpx.ByteStream

@@ -1,7 +1,7 @@
 """``ConnectAuth`` for pydantic's httpx2 fork (install the ``httpx2`` extra).
 
 httpx2 checks ``isinstance(auth, httpx2.Auth)``, so it needs its own subclass;
-the logic is the same :class:`~connect_auth._adapter.HttpxFlow` as for httpx.
+the logic is the same `HttpxFlow` as for httpx.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["ConnectAuth"]
 class ConnectAuth(HttpxFlow, httpx2.Auth):
     """Attach a fresh Vercel Connect token to every request of an httpx2 client.
 
-    Same behaviour and arguments as :class:`connect_auth.httpx.ConnectAuth`.
+    Same behaviour and arguments as `connect_auth.httpx.ConnectAuth`.
     """
 
     _byte_stream = httpx2.ByteStream

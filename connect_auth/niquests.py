@@ -27,19 +27,20 @@ __all__ = ["AsyncConnectAuth", "ConnectAuth"]
 class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     """Attach a fresh Vercel Connect token to every request of a ``niquests.Session``.
 
-    The same behaviour as :class:`connect_auth.requests.ConnectAuth`: one
+    The same behaviour as `connect_auth.requests.ConnectAuth`: one
     refresh and one resend on a refusal from the origin the token was sent to,
-    never a token on another origin, one-shot bodies not resent. Arguments:
-    see :class:`connect_auth._adapter.ConnectAuthBase`. For
-    ``niquests.AsyncSession`` use :class:`AsyncConnectAuth`.
+    never a token on another origin, one-shot bodies not resent.
+    For ``niquests.AsyncSession`` use `AsyncConnectAuth`. Arguments: see *Adapter
+    arguments* in the API reference.
     """
 
     def token(self) -> str:
         """A valid token; says once in the log if a fetch blocks a running event loop."""
-        cached = self.client._engine.cached(self.request, self.vercel_token)
-        if cached is not None:
-            return cached
-        if not self._warned_loop and _in_event_loop():
+        if (
+            not self._warned_loop
+            and _in_event_loop()
+            and self.client._engine.cached(self.request, self.vercel_token) is None
+        ):
             self._warned_loop = True
             log.warning(
                 "connect_auth: fetching a %s token blocks this thread's event loop; "
@@ -63,7 +64,7 @@ class AsyncConnectAuth(RequestsFlow, niquests.auth.AsyncAuthBase):
     """Attach a fresh Vercel Connect token to every request of a ``niquests.AsyncSession``.
 
     Tokens are fetched without blocking the event loop, and concurrent tasks
-    share one fetch. Behaviour and arguments as for :class:`ConnectAuth`.
+    share one fetch. Behaviour and arguments as for `ConnectAuth`.
     """
 
     async def __call__(self, r: Any) -> Any:

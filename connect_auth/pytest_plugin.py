@@ -1,6 +1,6 @@
 """The ``connect_emulator`` pytest fixture, for ``-p connect_auth.pytest_plugin``.
 
-The plugin pytest loads by itself is :mod:`connect_auth_pytest`; this module
+The plugin pytest loads by itself is `connect_auth_pytest`; this module
 names the same fixture.
 """
 

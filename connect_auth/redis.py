@@ -105,7 +105,7 @@ class _Names(NamedTuple):
 
 
 class _Op(NamedTuple):
-    """One Redis step of :meth:`RedisTokenCache._plan`, run by a sync or async driver."""
+    """One Redis step of `RedisTokenCache._plan`, run by a sync or async driver."""
 
     kind: str  # "get", "lease", "script" or "sleep"
     args: tuple[Any, ...]
@@ -251,7 +251,7 @@ class RedisTokenCache:
         return response
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
-        """:meth:`fetch` on the running event loop (asyncio; trio fetches directly)."""
+        """`fetch` on the running event loop (asyncio; trio fetches directly)."""
         if not self._up() or not is_asyncio(current_loop()):
             return await direct(flight.request, flight.cred)
         if self._async is not None:
@@ -312,7 +312,7 @@ class RedisTokenCache:
             self._quietly(lambda: self._script(client, _EVICT)([index], []))
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
-        """:meth:`evict_subject` for async callers."""
+        """`evict_subject` for async callers."""
         if self._async is None or not is_asyncio(current_loop()):
             import anyio.to_thread
 
@@ -357,9 +357,9 @@ class RedisTokenCache:
         )
 
     def _plan(self, flight: Flight, names: _Names, fence: str) -> Generator[_Op, Any, object]:
-        """The shared-cache steps for one local miss, as :class:`_Op` requests.
+        """The shared-cache steps for one local miss, as `_Op` requests.
 
-        Returns a :class:`TokenResponse` from Redis, ``_LEAD`` when this process
+        Returns a `TokenResponse` from Redis, ``_LEAD`` when this process
         took the lease and must fetch, or ``None`` to fetch without the lease
         (waited too long for another process).
         """

@@ -23,6 +23,6 @@ class ConnectAuth(RequestsFlow, requests.auth.AuthBase):
     and the request resent once; a second failure is returned as it is. requests
     copies response hooks onto redirected requests: the hook ignores any answer
     from another origin, so no token ever follows a redirect. Bodies that cannot
-    be replayed (generators, iterators) are not resent. Arguments: see
-    :class:`connect_auth._adapter.ConnectAuthBase`.
+    be replayed (generators, iterators) are not resent.
+    Arguments: see *Adapter arguments* in the API reference.
     """

@@ -54,8 +54,11 @@ from ._emulator_state import (
     default_connectors,
     load_connectors,
 )
+from ._models import SubjectLike, coerce_subject
+from ._retry import RetryPolicy
 
 __all__ = [
+    "FAST_RETRY",
     "Call",
     "ConnectEmulator",
     "ConnectorSpec",
@@ -73,6 +76,13 @@ _PROVIDER_PREFIX = "/provider/"
 _OAUTH_PATH = "/oauth/token"
 
 
+#: Retries that wait milliseconds, not seconds: the pytest fixture's default client
+#: uses it, so outage tests (``fail_next``, ``drop_next``) run fast.
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, deadline=10.0, initial_backoff=0.001, max_backoff=0.01, retry_after_cap=0.05
+)
+
+
 def _signing_key() -> RSAKey:
     """One RSA key per process: generating one per emulator would slow every test."""
     global _SHARED_KEY
@@ -87,17 +97,17 @@ class ConnectEmulator:
 
     Args:
         connectors: connector specs; by default the set from
-            :func:`default_connectors` (Slack, GitHub, Linear, Salesforce, each
+            `default_connectors` (Slack, GitHub, Linear, Salesforce, each
             showing a different rule).
         host: interface to bind (loopback only).
         port: 0 picks a free port.
-        project_id: the project :meth:`oidc_token` mints tokens for by default.
-        owner_id: the team :meth:`oidc_token` mints tokens for by default.
-        environment: the environment :meth:`oidc_token` mints tokens for by default.
+        project_id: the project `oidc_token` mints tokens for by default.
+        owner_id: the team `oidc_token` mints tokens for by default.
+        environment: the environment `oidc_token` mints tokens for by default.
 
-    Controls (all thread-safe): :meth:`revoke`, :meth:`expire_all`,
-    :meth:`fail_next`, :meth:`drop_next`, :meth:`stall_next`, :attr:`latency`,
-    :meth:`revoke_grant`; logs: :attr:`calls`, :attr:`provider_calls`.
+    Controls (all thread-safe): `revoke`, `expire_all`,
+    `fail_next`, `drop_next`, `stall_next`, `latency`,
+    `revoke_grant`; logs: `calls`, `provider_calls`.
     """
 
     def __init__(
@@ -113,9 +123,8 @@ class ConnectEmulator:
         self.project_id = project_id
         self.owner_id = owner_id
         self.environment = environment
-        self.state = EmulatorState(
-            connectors if connectors is not None else default_connectors(project_id)
-        )
+        specs = connectors if connectors is not None else default_connectors(project_id)
+        self.state = EmulatorState([self._linked_by_default(spec) for spec in specs])
         self._key = _signing_key()
         self._host = host
         self._port = port
@@ -127,7 +136,7 @@ class ConnectEmulator:
     def from_file(cls, path: str | Path, **kwargs: Any) -> ConnectEmulator:
         """An emulator configured from a ``.json`` or ``.toml`` file.
 
-        The file holds ``connectors`` (a list of :class:`ConnectorSpec` fields)
+        The file holds ``connectors`` (a list of `ConnectorSpec` fields)
         and optionally ``project_id``, ``owner_id`` and ``environment``.
         """
         path = Path(path)
@@ -250,16 +259,23 @@ class ConnectEmulator:
     # -- controls -------------------------------------------------------------------
 
     def add_connector(self, spec: ConnectorSpec) -> None:
-        """Add or replace a connector while running."""
-        self.state.add_connector(spec)
+        """Add or replace a connector while running (linked to this emulator's project in
+        every environment unless ``spec.links`` says otherwise)."""
+        self.state.add_connector(self._linked_by_default(spec))
+
+    def _linked_by_default(self, spec: ConnectorSpec) -> ConnectorSpec:
+        if spec.links is None:
+            spec.links = {self.project_id: ["production", "preview", "development"]}
+        return spec
 
     def revoke(self, token: str) -> bool:
         """Revoke one issued token behind the app's back (the provider will answer 401)."""
         return self.state.revoke(token)
 
-    def revoke_grant(self, connector: str, subject: Mapping[str, Any]) -> None:
-        """Revoke the grant of ``subject``: the next token call gets ``no_token``."""
-        self.state.revoke_grant(connector, subject)
+    def revoke_grant(self, connector: str, subject: SubjectLike) -> None:
+        """Revoke the grant of ``subject`` (a subject class or dict): the next token call
+        gets ``no_token``."""
+        self.state.revoke_grant(connector, coerce_subject(subject).to_wire())
 
     def expire_all(self) -> int:
         """Expire every issued token now."""
@@ -350,7 +366,7 @@ class _Server(HTTPServer):
         super().__init__(*args, **kwargs)
 
     def serve(self) -> None:
-        """Accept connections and dispatch ready requests until :meth:`stop_serving`."""
+        """Accept connections and dispatch ready requests until `stop_serving`."""
         self.socket.setblocking(False)
         self._selector.register(self.socket, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -439,7 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
     @classmethod
     def for_connection(cls, conn: socket.socket, address: Any, server: _Server) -> _Handler:
         """A handler bound to one connection, answering one request per
-        :meth:`handle_one_request` (the server's pool drives it)."""
+        `handle_one_request` (the server's pool drives it)."""
         handler = cls.__new__(cls)
         handler.request, handler.client_address, handler.server = conn, address, server
         handler.setup()
@@ -598,9 +614,14 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Location"] = redirect
         else:
             token_state, token_id = state.check_provider_token(connector, token)
+            # Slack reports a bad token as 200 {"ok": false}: Slack connectors' fake API
+            # does too, unless ?style=http asks for a plain 401.
+            spec = state.connectors.get(connector)
+            default_style = "slack" if spec is not None and spec.type == "slack" else "http"
+            slack_style = query.get("style", [default_style])[0] == "slack"
             if forced:
                 status = int(forced)
-            elif token_state == "live" or query.get("style", [""])[0] == "slack":
+            elif token_state == "live" or slack_style:
                 status = 200
             else:
                 status = 401
@@ -614,8 +635,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "bodySha256": digest,
                 "tokenState": token_state,
             }
-            if not answer["ok"] and query.get("style", [""])[0] == "slack":
-                answer["error"] = "invalid_auth"
+            if not answer["ok"] and slack_style:
+                answer["error"] = "not_authed" if token is None else "invalid_auth"
         state.log_provider(
             ProviderCall(
                 host=self.headers.get("Host", ""),

@@ -12,6 +12,8 @@ from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient
 from connect_auth.testing import ConnectEmulator
 
+pytest_plugins = ["pytester"]  # the fixture's own tests run inner pytest sessions
+
 
 @pytest.fixture
 def emulator(connect_emulator: ConnectEmulator) -> ConnectEmulator:

@@ -133,11 +133,39 @@ def test_refresh_if_predicate_for_200_bodies(
 def test_without_predicate_200_bodies_are_left_alone(
     make: Any, client: ConnectClient, emulator: ConnectEmulator
 ) -> None:
-    """Without refresh_if, a 200 is never inspected or retried."""
-    driver = make()
-    url = emulator.provider_url(SLACK) + "?style=slack"
+    """With refresh_if=None, a 200 is never inspected or retried, even from Slack."""
+    driver = make(refresh_if=None)
+    url = emulator.provider_url(SLACK)
     driver.send("GET", url)
     emulator.revoke(_current_token(client))
+    assert driver.send("GET", url).json["error"] == "invalid_auth"
+    assert emulator.token_calls() == 1
+
+
+def test_slack_connectors_get_the_slack_rule_by_default(
+    make: Any, client: ConnectClient, emulator: ConnectEmulator
+) -> None:
+    """Connect says the connector is Slack: its 200 {"ok": false} refreshes by default."""
+    driver = make()
+    url = emulator.provider_url(SLACK)  # Slack-style answers, as the real Slack gives
+    assert driver.send("GET", url).json["ok"] is True
+    emulator.revoke(_current_token(client))
+    r = driver.send("GET", url)
+    assert r.status == 200 and r.json["ok"] is True
+    assert emulator.token_calls() == 2
+
+
+def test_other_connectors_do_not_get_the_slack_rule(
+    make: Any, client: ConnectClient, emulator: ConnectEmulator
+) -> None:
+    """A non-Slack connector's 200 bodies are left alone unless refresh_if says otherwise."""
+    github = {"connector": "github/acme-github", "installation_id": "inst_gh_1"}
+    driver = make(**github)
+    url = emulator.provider_url("github/acme-github") + "?style=slack"
+    driver.send("GET", url)
+    emulator.revoke(
+        client.get_token("github/acme-github", subject=APP, installation_id="inst_gh_1")
+    )
     assert driver.send("GET", url).json["error"] == "invalid_auth"
     assert emulator.token_calls() == 1
 
@@ -276,7 +304,7 @@ def test_body_replay_matrix(
 ) -> None:
     """Replayable bodies are resent byte for byte; one-shot streams are never resent."""
     driver = make()
-    url = emulator.provider_url(SLACK, "upload")
+    url = emulator.provider_url(SLACK, "upload") + "?style=http"  # refusals as 401s
     driver.send("GET", url)  # warm the cache
     emulator.revoke(_current_token(client))
     with contextlib.ExitStack() as files, caplog.at_level(logging.WARNING, logger="connect_auth"):
@@ -333,7 +361,8 @@ def test_hosts_allow_list(make: Any, emulator: ConnectEmulator) -> None:
     """With hosts=, requests to other hosts pass through without a token."""
     driver = make(hosts=[f"127.0.0.1:{emulator.port}"])
     assert driver.send("GET", emulator.provider_url(SLACK, host="127.0.0.1")).status == 200
-    assert driver.send("GET", emulator.provider_url(SLACK, host="localhost")).status == 401
+    elsewhere = emulator.provider_url(SLACK, host="localhost") + "?style=http"
+    assert driver.send("GET", elsewhere).status == 401
     assert [c.had_authorization for c in emulator.provider_calls] == [True, False]
     assert emulator.token_calls() == 1
 
@@ -372,7 +401,7 @@ def test_aiohttp_requests_in_one_task_each_get_their_token(
     from connect_auth.aiohttp import ConnectAuth as AiohttpAuth
 
     here = emulator.provider_url(SLACK, host="127.0.0.1")
-    there = emulator.provider_url(SLACK, host="localhost")
+    there = emulator.provider_url(SLACK, host="localhost") + "?style=http"
     redirect = here + "?redirect=" + quote(there, safe="")
 
     async def run() -> list[int]:
@@ -427,7 +456,7 @@ def test_httpx_predicate_reads_body_only_when_set(
     client: ConnectClient, emulator: ConnectEmulator
 ) -> None:
     """Streaming responses stay unread unless refresh_if is set."""
-    auth = ConnectAuth(SLACK, subject=APP, client=client)
+    auth = ConnectAuth(SLACK, subject=APP, client=client, refresh_if=None)
     with httpx.Client(auth=auth) as h, h.stream("GET", emulator.provider_url(SLACK)) as r:
         assert r.status_code == 200 and not r.is_stream_consumed
         assert json.loads(r.read())["ok"] is True

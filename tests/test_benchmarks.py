@@ -31,8 +31,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "aiohttp over loopback",
         "niquests sync",
     } <= set(per)
-    assert "hand-written header middleware" in per["aiohttp"]
-    assert "niquests BearerTokenAuth" in per["niquests sync"]
+    assert "static header (hand-written middleware)" in per["aiohttp"]
+    assert "static header (niquests BearerTokenAuth)" in per["niquests sync"]
     assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
     names = {t["name"] for t in results["targets"]}
     assert "cached get_token >= 10x faster than vercel-connect" in names

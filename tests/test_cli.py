@@ -133,7 +133,8 @@ def test_every_error_has_its_message_and_exit_code(
     out = run("token", *args, env=env)
     expected = next(code for cls, code, _ in EXIT_CODES if cls.__name__ == cls_name)
     assert out.returncode == expected, out.stderr
-    lines = out.stderr.strip().splitlines()
+    # The retries are announced first; the error is the last two lines.
+    lines = [line for line in out.stderr.strip().splitlines() if "retrying in" not in line]
     assert lines[0].startswith(f"connect-auth token: {cls_name}: ")
     assert lines[1].startswith("  what to do: ") and len(lines) == 2
     assert "Traceback" not in out.stderr and out.stdout == ""
@@ -164,7 +165,7 @@ def test_dotenv_local_is_read(emu: ConnectEmulator, tmp_path: Path) -> None:
         (["token", SLACK, "--scopes", " , "], "--scopes is empty"),
         (["token", SLACK, "--base-url", "http://example.com"], "plain http"),
         (["token", ""], "connector"),
-        (["token", SLACK, "--installation-id", ""], "installation_id"),
+        (["token", SLACK, "--installation-id", ""], "--installation-id"),
     ],
 )
 def test_usage_errors(env: dict[str, str], args: list[str], fragment: str) -> None:
@@ -252,3 +253,75 @@ def test_demo_runs_every_section() -> None:
     assert "503, 503, 503, then 200" in out.stdout
     assert "All 6 sections passed" in out.stdout
     assert "emu_slack_" in out.stdout and "redacted" in out.stdout
+
+
+# -- a CLI that talks --------------------------------------------------------------------
+
+
+def test_verbose_names_connect_and_each_retry(emu: ConnectEmulator, env: dict[str, str]) -> None:
+    """-v says where it asks and every retry; the token still goes to stdout alone."""
+    emu.fail_next(1, status=503, retry_after=0)
+    out = run("token", SLACK, "-v", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("emu_slack_")
+    assert f"token from Connect at {emu.url}" in out.stderr
+    assert "attempt 1 of 4 failed; retrying in" in out.stderr
+
+
+def test_network_errors_name_the_url_in_words(tmp_path: Path) -> None:
+    """Nothing listens: the message names the URL and says what happened, in words."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    out = run("token", SLACK, "--base-url", url, env={"VERCEL_OIDC_TOKEN": "x.y.z"}, timeout=90)
+    assert out.returncode == 10, out.stderr
+    assert f"Connect at {url}" in out.stderr and "could not connect" in out.stderr
+    assert "ConnectError" not in out.stderr  # httpx's class name would read as ours
+
+
+def test_usage_errors_speak_in_options(env: dict[str, str]) -> None:
+    out = run("token", SLACK, "--timeout", "-1", env=env)
+    assert out.returncode == 2
+    assert "--timeout must be a positive number" in out.stderr and "timeout=" not in out.stderr
+
+
+def test_help_has_no_markup() -> None:
+    for args in ([], ["token"]):
+        out = run(*args, "--help")
+        assert out.returncode == 0
+        assert "``" not in out.stdout and "::" not in out.stdout and ":func:" not in out.stdout
+        assert "exit codes:" in out.stdout
+
+
+def test_a_terminal_sees_the_wait_tick(emu: ConnectEmulator, env: dict[str, str]) -> None:
+    """stderr on a terminal: a line that says what it waits for and for how long."""
+    import pty
+
+    emu.latency = 2.5
+    leader, follower = pty.openpty()
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connect_auth", "token", SLACK],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=full_env,
+        text=True,
+    )
+    os.close(follower)
+    out, _ = proc.communicate(timeout=60)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.returncode == 0 and out.strip().startswith("emu_slack_")
+    assert f"waiting for Connect at {emu.url}".encode() in seen
+    assert b"(attempt 1 of 4)" in seen

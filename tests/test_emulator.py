@@ -162,7 +162,7 @@ def test_revoke_endpoint(emu: ConnectEmulator) -> None:
         "DELETE", url, json={"subject": {"type": "user", "id": "u_alice"}}, headers=headers
     )
     assert r.status_code == 200 and r.json()["deleted"] == 1
-    provider = emu.provider_url(SLACK)
+    provider = emu.provider_url(SLACK) + "?style=http"
     assert httpx.get(provider, headers={"Authorization": f"Bearer {alice}"}).status_code == 401
     assert httpx.get(provider, headers={"Authorization": f"Bearer {bob}"}).status_code == 200
     everything = httpx.request("DELETE", url, json={}, headers=headers).json()
@@ -202,7 +202,7 @@ def test_provider_accepts_only_live_tokens(emu: ConnectEmulator) -> None:
     other = _post(
         emu, "github/acme-github", {"subject": {"type": "app"}, "installationId": "inst_gh_1"}
     ).json()["token"]
-    url = emu.provider_url(SLACK, "chat.postMessage")
+    url = emu.provider_url(SLACK, "chat.postMessage") + "?style=http"
 
     def status(tok: str | None) -> int:
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}
@@ -217,6 +217,24 @@ def test_provider_accepts_only_live_tokens(emu: ConnectEmulator) -> None:
     assert status(fresh) == 401
     states = [c.token_state for c in emu.provider_calls]
     assert states == ["live", "missing", "unknown", "wrong_connector", "revoked", "expired"]
+
+
+def test_slack_connectors_answer_like_slack(emu: ConnectEmulator) -> None:
+    """A Slack connector's fake API reports bad tokens as Slack does: 200 {"ok": false}."""
+    token = _post(emu, SLACK, {"subject": {"type": "app"}}).json()["token"]
+    url = emu.provider_url(SLACK, "auth.test")
+    emu.revoke(token)
+    dead = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    missing = httpx.get(url)
+    assert (dead.status_code, dead.json()["ok"], dead.json()["error"]) == (
+        200,
+        False,
+        "invalid_auth",
+    )
+    assert (missing.status_code, missing.json()["error"]) == (200, "not_authed")
+    assert httpx.get(url + "?style=http").status_code == 401
+    github = emu.provider_url("github/acme-github")
+    assert httpx.get(github).status_code == 401  # other connectors answer 401
 
 
 def test_provider_echoes_what_it_received(emu: ConnectEmulator) -> None:

@@ -303,7 +303,8 @@ def test_redirect_after_a_resend_carries_the_new_token(
     client = ConnectClient(base_url=emulator.url, vercel_token=emulator.oidc_token())
     emulator.revoke(client.get_token(SLACK, subject=APP))
     landing = emulator.provider_url(SLACK, "landing")
-    start = emulator.provider_url(SLACK, "start") + "?redirect_when_live=" + quote(landing, "")
+    start = emulator.provider_url(SLACK, "start") + "?style=http&redirect_when_live="
+    start += quote(landing, "")
     if library == "requests":
         with requests.Session() as session:
             session.auth = RequestsAuth(SLACK, subject=APP, client=client)
