@@ -63,12 +63,15 @@ async def _aiohttp_variants(
         req.headers["Authorization"] = f"Bearer {token}"  # the peer: a header middleware
         return await handler(req)
 
+    # The in-memory answer can be read only once, and the Slack rule reads every answer
+    # of a Slack connector: it is off there (over loopback it is on, as by default).
+    rule: dict[str, Any] = {"refresh_if": None} if last else {}
     sessions = {
         "static header": aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {token}"}, middlewares=last
         ),
         "connect_auth": aiohttp.ClientSession(
-            middlewares=(AiohttpConnectAuth(peers.SLACK, subject={"type": "app"}), *last)
+            middlewares=(AiohttpConnectAuth(peers.SLACK, subject={"type": "app"}, **rule), *last)
         ),
         "static header (hand-written middleware)": aiohttp.ClientSession(
             middlewares=(bearer, *last)

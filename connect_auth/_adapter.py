@@ -144,7 +144,8 @@ def no_rewind() -> None:
 def slack_invalid_auth(status: int, body: bytes) -> bool:
     """A ``refresh_if`` predicate for Slack, which reports a dead token as HTTP 200 with
     ``{"ok": false, "error": "invalid_auth"}`` (or ``token_expired``/``token_revoked``)."""
-    if status != 200 or b'"ok"' not in body:
+    # Every Slack answer is read on this path: skip the JSON parse unless it can match.
+    if status != 200 or b'"ok"' not in body or b"false" not in body:
         return False
     try:
         data = json.loads(body)

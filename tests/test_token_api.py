@@ -269,7 +269,7 @@ def test_revoke_token(client: ConnectClient, emulator: ConnectEmulator) -> None:
     alice = client.get_token(SLACK, subject=UserSubject("u_alice"))
     bob = client.get_token(SLACK, subject=UserSubject("u_bob"))
     client.revoke_token(SLACK, subject={"type": "user", "id": "u_alice"})
-    provider = emulator.provider_url(SLACK)
+    provider = emulator.provider_url(SLACK) + "?style=http"
     assert httpx.get(provider, headers={"Authorization": f"Bearer {alice}"}).status_code == 401
     assert client.get_token(SLACK, subject=UserSubject("u_bob")) == bob
     assert client.get_token(SLACK, subject=UserSubject("u_alice")) != alice
