@@ -368,8 +368,11 @@ class HttpxFlow(ConnectAuthBase):
         token = self.token()
         request.headers["Authorization"] = "Bearer " + token
         response = yield request
-        if response.status_code not in self.refresh_on and self.refresh_if is None:
-            return  # the common case, decided without parsing anything
+        status = response.status_code
+        if status not in self.refresh_on and (
+            self.refresh_if is None or not self.refresh_if(status, response.read())
+        ):
+            return  # the common case: no refusal status, and no predicate or it says no
         flow = self._after(request, response, token, rewind)
         value: Any = None
         while True:
@@ -396,7 +399,10 @@ class HttpxFlow(ConnectAuthBase):
         token = await self.atoken()
         request.headers["Authorization"] = "Bearer " + token
         response = yield request
-        if response.status_code not in self.refresh_on and self.refresh_if is None:
+        status = response.status_code
+        if status not in self.refresh_on and (
+            self.refresh_if is None or not self.refresh_if(status, await response.aread())
+        ):
             return
         flow = self._after(request, response, token, rewind)
         value: Any = None

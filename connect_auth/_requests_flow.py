@@ -43,9 +43,12 @@ class RequestsFlow(ConnectAuthBase):
         )
         r.hooks["response"].append(hook)
 
-    def _settled(self, response: Any) -> bool:
-        """The common case, decided without parsing anything."""
-        return response.status_code not in self.refresh_on and self.refresh_if is None
+    def _settled(self, response: Any, body: Any = None) -> bool:
+        """No refusal status, and no predicate or it says no (``body`` reads the body)."""
+        status = response.status_code
+        return status not in self.refresh_on and (
+            self.refresh_if is None or not self.refresh_if(status, body())
+        )
 
     def _after(self, response: Any, hook: Any) -> Generator[Any, Any, Any]:
         """What to do with a response that may mean "bad token"; I/O-free.
@@ -77,7 +80,7 @@ class RequestsFlow(ConnectAuthBase):
         return retry
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        if self._settled(response):
+        if self._settled(response, lambda: response.content):
             return response
         flow = self._after(response, self._on_response)
         value: Any = None

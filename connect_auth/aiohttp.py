@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import contextvars
+import weakref
 from typing import Any
 
 try:
@@ -23,13 +23,12 @@ __all__ = ["ConnectAuth"]
 
 Origin = tuple[str, str, int | None]
 
-# aiohttp follows redirects by running the middleware chain again for each hop, in
-# the caller's task. The first hop of a request records (its timer, its origin)
-# here; a later hop that shares that timer belongs to the same request and gets a
-# token only if it stays on that origin. Each request call has its own timer.
-_first_hop: contextvars.ContextVar[tuple[object, Origin] | None] = contextvars.ContextVar(
-    "connect_auth_aiohttp_first_hop", default=None
-)
+# aiohttp follows redirects by running the middleware chain again for each hop. Each
+# ``session.request`` call has its own timer object, shared by all its hops: the first
+# hop records its origin under that timer, and a later hop gets a token only if it
+# stays on that origin. Weak keys: an entry goes when its request is done. (A
+# ContextVar would do too, but setting one per request costs tens of microseconds.)
+_first_hops: weakref.WeakKeyDictionary[object, Origin] = weakref.WeakKeyDictionary()
 
 
 class ConnectAuth(ConnectAuthBase):
@@ -78,8 +77,10 @@ class ConnectAuth(ConnectAuthBase):
 def _same_request_origin(request: Any, here: Origin) -> bool:
     """Whether this hop is on the origin of the request's first hop (a first hop is)."""
     timer = getattr(request, "_timer", None)
-    first = _first_hop.get()
-    if first is not None and first[0] is timer:
-        return first[1] == here
-    _first_hop.set((timer, here))
-    return True
+    if timer is None:  # an aiohttp without per-request timers: every hop stands alone
+        return True
+    first = _first_hops.get(timer)
+    if first is None:
+        _first_hops[timer] = here
+        return True
+    return first == here

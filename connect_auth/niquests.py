@@ -75,7 +75,10 @@ class AsyncConnectAuth(RequestsFlow, niquests.auth.AsyncAuthBase):
         return r
 
     async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
-        if self._settled(response):
+        status = response.status_code
+        if status not in self.refresh_on and (
+            self.refresh_if is None or not self.refresh_if(status, await response.content)
+        ):
             return response
         flow = self._after(response, self._aon_response)
         value: Any = None
