@@ -63,15 +63,15 @@ async def _aiohttp_variants(
         req.headers["Authorization"] = f"Bearer {token}"  # the peer: a header middleware
         return await handler(req)
 
-    # The in-memory answer can be read only once, and the Slack rule reads every answer
-    # of a Slack connector: it is off there (over loopback it is on, as by default).
-    rule: dict[str, Any] = {"refresh_if": None} if last else {}
     sessions = {
         "static header": aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {token}"}, middlewares=last
         ),
         "connect_auth": aiohttp.ClientSession(
-            middlewares=(AiohttpConnectAuth(peers.SLACK, subject={"type": "app"}, **rule), *last)
+            middlewares=(
+                AiohttpConnectAuth(peers.SLACK, subject={"type": "app"}, refresh_if=None),
+                *last,
+            )
         ),
         "static header (hand-written middleware)": aiohttp.ClientSession(
             middlewares=(bearer, *last)
@@ -127,7 +127,9 @@ def niquests_per_request(url: str, token: str, n: int, repeats: int) -> dict[str
     static.headers["Authorization"] = f"Bearer {token}"
     sessions = {
         "static header": static,
-        "connect_auth": session(auth=NiquestsConnectAuth(peers.SLACK, subject={"type": "app"})),
+        "connect_auth": session(
+            auth=NiquestsConnectAuth(peers.SLACK, subject={"type": "app"}, refresh_if=None)
+        ),
         "static header (niquests BearerTokenAuth)": session(
             auth=niquests.auth.BearerTokenAuth(token)
         ),

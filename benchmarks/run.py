@@ -51,9 +51,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
                 )
             )
         peer_costs = {
-            k: v
-            for k, v in row.items()
-            if not k.startswith("static header") and k != "connect_auth"
+            k: v for k, v in row.items() if not k.startswith(("static header", "connect_auth"))
         }
         if not peer_costs:  # aiohttp, niquests: their peers set a static header (floors)
             continue
