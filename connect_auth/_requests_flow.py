@@ -43,13 +43,6 @@ class RequestsFlow(ConnectAuthBase):
         )
         r.hooks["response"].append(hook)
 
-    def _settled(self, response: Any, body: Any = None) -> bool:
-        """No refusal status, and no predicate or it says no (``body`` reads the body)."""
-        status = response.status_code
-        return status not in self.refresh_on and (
-            self.refresh_if is None or not self.refresh_if(status, body())
-        )
-
     def _after(self, response: Any, hook: Any) -> Generator[Any, Any, Any]:
         """What to do with a response that may mean "bad token"; I/O-free.
 
@@ -80,8 +73,11 @@ class RequestsFlow(ConnectAuthBase):
         return retry
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        if self._settled(response, lambda: response.content):
-            return response
+        status = response.status_code
+        if status not in self.refresh_on and (
+            self.refresh_if is None or not self.refresh_if(status, response.content)
+        ):
+            return response  # no refusal status, and no predicate or it says no
         flow = self._after(response, self._on_response)
         value: Any = None
         while True:

@@ -19,6 +19,7 @@ except ImportError as exc:  # an optional extra: say how to get it
     ) from exc
 
 from ._adapter import NEED_TOKEN, log
+from ._api import default_client
 from ._requests_flow import RequestsFlow
 
 __all__ = ["AsyncConnectAuth", "ConnectAuth"]
@@ -36,11 +37,11 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
 
     def token(self) -> str:
         """A valid token; says once in the log if a fetch blocks a running event loop."""
-        if (
-            not self._warned_loop
-            and _in_event_loop()
-            and self.client._engine.cached(self.request, self.vercel_token) is None
-        ):
+        client = self._client or default_client()
+        token = client._engine.cached(self.request, self.vercel_token)  # the hot path
+        if token is not None and not self._auto_rule:
+            return token
+        if token is None and not self._warned_loop and _in_event_loop():
             self._warned_loop = True
             log.warning(
                 "connect_auth: fetching a %s token blocks this thread's event loop; "
