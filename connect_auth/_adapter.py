@@ -266,21 +266,33 @@ class ConnectAuthBase:
             )
         return False
 
+    def cached_token(self) -> str | None:
+        """The cached token when it is fresh and the refresh rule is settled; no I/O.
+
+        Every adapter's per-request path starts here.
+        """
+        if self._auto_rule:
+            return None
+        client = self._client or default_client()  # not the property: this is the hot path
+        return client._engine.cached(self.request, self.vercel_token)  # no facade frame
+
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
-        client = self._client or default_client()  # not the property: this is the hot path
-        token = client._engine.cached(self.request, self.vercel_token)  # no facade frame
-        if token is not None and not self._auto_rule:
+        token = self.cached_token()
+        if token is not None:
             return token
-        return self._settle_rule(client.token_for(self.request, self.vercel_token))
+        self._before_blocking_fetch()
+        return self._settle_rule(self.client.token_for(self.request, self.vercel_token))
 
     async def atoken(self) -> str:
         """A valid token without blocking the event loop."""
-        client = self._client or default_client()
-        token = client._engine.cached(self.request, self.vercel_token)  # no I/O, no await
-        if token is not None and not self._auto_rule:
+        token = self.cached_token()  # no I/O, no await
+        if token is not None:
             return token
-        return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
+        return self._settle_rule(await self.client.atoken_for(self.request, self.vercel_token))
+
+    def _before_blocking_fetch(self) -> None:
+        """Called when `token` may block this thread on a fetch (a hook for subclasses)."""
 
     def _settle_rule(self, response: TokenResponse) -> str:
         """Settle ``refresh_if="auto"`` from the connector type Connect reports (once)."""
@@ -333,15 +345,6 @@ class _NeedToken:
     """Effect: the driver must obtain a token (sync or async) and send it back."""
 
 
-class NeedBody:
-    """Effect: the driver must read ``response``'s body (sync or async)."""
-
-    __slots__ = ("response",)
-
-    def __init__(self, response: Any) -> None:
-        self.response = response
-
-
 NEED_TOKEN = _NeedToken()
 
 
@@ -369,10 +372,9 @@ class HttpxFlow(ConnectAuthBase):
         request.headers["Authorization"] = "Bearer " + token
         response = yield request
         status = response.status_code
-        if status not in self.refresh_on and (
-            self.refresh_if is None or not self.refresh_if(status, response.read())
-        ):
-            return  # the common case: no refusal status, and no predicate or it says no
+        body = response.read() if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
+            return  # the common case
         flow = self._after(request, response, token, rewind)
         value: Any = None
         while True:
@@ -380,12 +382,7 @@ class HttpxFlow(ConnectAuthBase):
                 step = flow.send(value)
             except StopIteration:
                 return
-            if step is NEED_TOKEN:
-                value = self.token()
-            elif isinstance(step, NeedBody):
-                value = step.response.read()
-            else:
-                value = yield step
+            value = self.token() if step is NEED_TOKEN else (yield step)
 
     async def async_auth_flow(self, request: Any) -> Any:
         """httpx's async hook: the same, awaiting tokens and bodies off the event loop."""
@@ -400,9 +397,8 @@ class HttpxFlow(ConnectAuthBase):
         request.headers["Authorization"] = "Bearer " + token
         response = yield request
         status = response.status_code
-        if status not in self.refresh_on and (
-            self.refresh_if is None or not self.refresh_if(status, await response.aread())
-        ):
+        body = await response.aread() if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
             return
         flow = self._after(request, response, token, rewind)
         value: Any = None
@@ -411,30 +407,20 @@ class HttpxFlow(ConnectAuthBase):
                 step = flow.send(value)
             except StopIteration:
                 return
-            if step is NEED_TOKEN:
-                value = await self.atoken()
-            elif isinstance(step, NeedBody):
-                value = await step.response.aread()
-            else:
-                value = yield step
+            value = await self.atoken() if step is NEED_TOKEN else (yield step)
 
     def _after(
         self, request: _HttpxRequest, response: _HttpxResponse, token: str, rewind: Rewind | None
     ) -> Generator[Any, Any, None]:
-        """What to do with a response that may mean "bad token"; I/O-free.
+        """What to do with a response that means "bad token"; I/O-free.
 
-        Yields ``NEED_TOKEN`` or ``NeedBody`` for the driver to satisfy, or a
-        request to send.
+        Yields ``NEED_TOKEN`` for the driver to satisfy, or a request to send.
         """
         # Act only on answers from the origin the token was attached for: after a
         # redirect elsewhere, httpx hands us the other origin's response.
         if response.request is not request and not same_origin(
             str(response.request.url), str(request.url)
         ):
-            return
-        status = response.status_code
-        body = (yield NeedBody(response)) if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
             return
         self.discard(token)
         if rewind is None:

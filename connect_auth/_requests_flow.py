@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ._adapter import NEED_TOKEN, ConnectAuthBase, NeedBody, Rewind, no_rewind, origin_of, rewinder
+from ._adapter import NEED_TOKEN, ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
 
 __all__ = ["RequestsFlow"]
 
@@ -44,20 +44,16 @@ class RequestsFlow(ConnectAuthBase):
         r.hooks["response"].append(hook)
 
     def _after(self, response: Any, hook: Any) -> Generator[Any, Any, Any]:
-        """What to do with a response that may mean "bad token"; I/O-free.
+        """What to do with a response that means "bad token"; I/O-free.
 
-        Yields ``NEED_TOKEN`` or ``NeedBody`` for the driver to satisfy and
-        returns the request to resend, or ``None`` to hand ``response`` back.
+        Yields ``NEED_TOKEN`` for the driver to satisfy and returns the request to
+        resend, or ``None`` to hand ``response`` back.
         """
         sent = response.request
         context: tuple[str, Rewind | None] | None = getattr(sent, "_connect_auth", None)
         if context is None:
             return None  # a redirected request, or a resend: never act on it
         token, rewind = context
-        status = response.status_code
-        body = (yield NeedBody(response)) if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
-            return None
         self.discard(token)
         if rewind is None:
             yield NEED_TOKEN  # refresh now so the next request finds a good token
@@ -74,19 +70,10 @@ class RequestsFlow(ConnectAuthBase):
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
         status = response.status_code
-        if status not in self.refresh_on and (
-            self.refresh_if is None or not self.refresh_if(status, response.content)
-        ):
-            return response  # no refusal status, and no predicate or it says no
-        flow = self._after(response, self._on_response)
-        value: Any = None
-        while True:
-            try:
-                step = flow.send(value)
-            except StopIteration as done:
-                retry = done.value
-                break
-            value = self.token() if step is NEED_TOKEN else step.response.content
+        body = response.content if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
+            return response  # the common case
+        retry = _run(self._after(response, self._on_response), self.token)
         if retry is None:
             return response
         response.content  # noqa: B018 - drain so the connection can be reused
@@ -95,3 +82,14 @@ class RequestsFlow(ConnectAuthBase):
         new.history.append(response)
         new.request = retry
         return new
+
+
+def _run(flow: Generator[Any, Any, Any], token: Any) -> Any:
+    """Drive a sync `RequestsFlow._after`: its only effect is ``NEED_TOKEN``."""
+    value: Any = None
+    while True:
+        try:
+            flow.send(value)
+        except StopIteration as done:
+            return done.value
+        value = token()

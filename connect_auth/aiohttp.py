@@ -17,7 +17,6 @@ except ImportError as exc:  # an optional extra, or an aiohttp without client mi
     ) from exc
 
 from ._adapter import ConnectAuthBase
-from ._api import default_client
 
 __all__ = ["ConnectAuth"]
 
@@ -50,11 +49,8 @@ class ConnectAuth(ConnectAuthBase):
             (here[0] != "https" or self.hosts is not None) and not self.attaches(*here)
         ):
             return await handler(request)
-        client = self._client or default_client()
         # The cache hit without creating a coroutine: this runs on every request.
-        token = None if self._auto_rule else client._engine.cached(self.request, self.vercel_token)
-        if token is None:
-            token = await self.atoken()
+        token = self.cached_token() or await self.atoken()
         request.headers["Authorization"] = "Bearer " + token
         response = await handler(request)
         status = response.status

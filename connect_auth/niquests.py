@@ -18,8 +18,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.niquests needs niquests: pip install 'connect-auth[niquests]'"
     ) from exc
 
-from ._adapter import NEED_TOKEN, log
-from ._api import default_client
+from ._adapter import log
 from ._requests_flow import RequestsFlow
 
 __all__ = ["AsyncConnectAuth", "ConnectAuth"]
@@ -35,20 +34,19 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     arguments* in the API reference.
     """
 
-    def token(self) -> str:
-        """A valid token; says once in the log if a fetch blocks a running event loop."""
-        client = self._client or default_client()
-        token = client._engine.cached(self.request, self.vercel_token)  # the hot path
-        if token is not None and not self._auto_rule:
-            return token
-        if token is None and not self._warned_loop and _in_event_loop():
+    def _before_blocking_fetch(self) -> None:
+        """Say once in the log when a fetch blocks a running event loop."""
+        if (
+            not self._warned_loop
+            and _in_event_loop()
+            and self.client.cached(self.request, self.vercel_token) is None
+        ):
             self._warned_loop = True
             log.warning(
                 "connect_auth: fetching a %s token blocks this thread's event loop; "
                 "with niquests.AsyncSession use connect_auth.niquests.AsyncConnectAuth",
                 self.request.connector,
             )
-        return super().token()
 
     _warned_loop = False
 
@@ -77,19 +75,18 @@ class AsyncConnectAuth(RequestsFlow, niquests.auth.AsyncAuthBase):
 
     async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
         status = response.status_code
-        if status not in self.refresh_on and (
-            self.refresh_if is None or not self.refresh_if(status, await response.content)
-        ):
+        body = await response.content if self.needs_body(status) else None
+        if not self.wants_refresh(status, body):
             return response
         flow = self._after(response, self._aon_response)
-        value: Any = None
-        while True:
+        token: Any = None
+        while True:  # its only effect is NEED_TOKEN
             try:
-                step = flow.send(value)
+                flow.send(token)
             except StopIteration as done:
                 retry = done.value
                 break
-            value = await self.atoken() if step is NEED_TOKEN else await step.response.content
+            token = await self.atoken()
         if retry is None:
             return response
         await response.content  # drain so the connection can be reused
