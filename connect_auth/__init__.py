@@ -11,19 +11,31 @@ and `connect_auth.requests`; the local emulator in `connect_auth.testing`.
 
 from ._adapter import slack_invalid_auth
 from ._api import (
+    aexperimental_start_installation,
+    aget_connector_metadata,
     aget_token,
     aget_token_response,
     arevoke_token,
+    astart_authorization,
+    await_for_authorization,
     clear_token_cache,
     default_client,
     delete_token_cache_entry,
+    experimental_start_installation,
+    get_connector_metadata,
     get_token,
     get_token_response,
     revoke_token,
     set_default_client,
+    start_authorization,
+    wait_for_authorization,
 )
+from ._authorize import AuthorizationRequest, ConnectorMetadata
 from ._client import ConnectClient
 from ._errors import (
+    AuthorizationDeniedError,
+    AuthorizationExpiredError,
+    AuthorizationPendingError,
     ClientNotEnabledForEnvironmentError,
     ClientNotLinkedToProjectError,
     ConnectError,
@@ -31,9 +43,11 @@ from ._errors import (
     ConnectorNotFoundError,
     ConnectResponseError,
     ConnectUnavailableError,
+    InvalidGrantError,
     NoValidTokenError,
     OidcTokenError,
     UserAuthorizationRequiredError,
+    WebhookVerificationError,
 )
 from ._middleware import OidcASGIMiddleware, OidcWSGIMiddleware
 from ._models import (
@@ -52,10 +66,21 @@ from ._models import (
 from ._oidc import oidc_token_scope
 from ._retry import RetryPolicy
 from ._version import __version__
+from ._webhooks import (
+    WebhookASGIMiddleware,
+    WebhookClaims,
+    WebhookWSGIMiddleware,
+    averify_connect_webhook,
+    verify_connect_webhook,
+)
 
 __all__ = [
     "AppSubject",
     "AppSubjectDict",
+    "AuthorizationDeniedError",
+    "AuthorizationExpiredError",
+    "AuthorizationPendingError",
+    "AuthorizationRequest",
     "ClientNotEnabledForEnvironmentError",
     "ClientNotLinkedToProjectError",
     "ConnectClient",
@@ -63,8 +88,10 @@ __all__ = [
     "ConnectResponseError",
     "ConnectUnavailableError",
     "ConnectorInstallationRequiredError",
+    "ConnectorMetadata",
     "ConnectorNotFoundError",
     "ConnectorRef",
+    "InvalidGrantError",
     "JwtBearerSubject",
     "JwtBearerSubjectDict",
     "NoValidTokenError",
@@ -79,17 +106,31 @@ __all__ = [
     "UserAuthorizationRequiredError",
     "UserSubject",
     "UserSubjectDict",
+    "WebhookASGIMiddleware",
+    "WebhookClaims",
+    "WebhookVerificationError",
+    "WebhookWSGIMiddleware",
     "__version__",
+    "aexperimental_start_installation",
+    "aget_connector_metadata",
     "aget_token",
     "aget_token_response",
     "arevoke_token",
+    "astart_authorization",
+    "averify_connect_webhook",
+    "await_for_authorization",
     "clear_token_cache",
     "default_client",
     "delete_token_cache_entry",
+    "experimental_start_installation",
+    "get_connector_metadata",
     "get_token",
     "get_token_response",
     "oidc_token_scope",
     "revoke_token",
     "set_default_client",
     "slack_invalid_auth",
+    "start_authorization",
+    "verify_connect_webhook",
+    "wait_for_authorization",
 ]

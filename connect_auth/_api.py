@@ -6,21 +6,35 @@ import os
 import threading
 from typing import Unpack
 
+from ._authorize import (
+    AuthorizationRequest,
+    ConnectorMetadata,
+    StartAuthorizationOptions,
+    StartInstallationOptions,
+)
 from ._client import ConnectClient
 from ._engine import SharedCache
 from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse
 
 __all__ = [
+    "aexperimental_start_installation",
+    "aget_connector_metadata",
     "aget_token",
     "aget_token_response",
     "arevoke_token",
+    "astart_authorization",
+    "await_for_authorization",
     "clear_token_cache",
     "default_client",
     "delete_token_cache_entry",
+    "experimental_start_installation",
+    "get_connector_metadata",
     "get_token",
     "get_token_response",
     "revoke_token",
     "set_default_client",
+    "start_authorization",
+    "wait_for_authorization",
 ]
 
 _default: ConnectClient | None = None
@@ -141,3 +155,71 @@ def delete_token_cache_entry(
 def clear_token_cache() -> None:
     """Drop every token cached by the default client."""
     default_client().clear_token_cache()
+
+
+def start_authorization(
+    connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+) -> AuthorizationRequest:
+    """Start user consent (see `ConnectClient.start_authorization`)."""
+    return default_client().start_authorization(connector, subject=subject, **options)
+
+
+async def astart_authorization(
+    connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+) -> AuthorizationRequest:
+    """Async `start_authorization`."""
+    return await default_client().astart_authorization(connector, subject=subject, **options)
+
+
+def experimental_start_installation(
+    connector: str, **options: Unpack[StartInstallationOptions]
+) -> AuthorizationRequest:
+    """Start an installation (see `ConnectClient.experimental_start_installation`)."""
+    return default_client().experimental_start_installation(connector, **options)
+
+
+async def aexperimental_start_installation(
+    connector: str, **options: Unpack[StartInstallationOptions]
+) -> AuthorizationRequest:
+    """Async `experimental_start_installation`."""
+    return await default_client().aexperimental_start_installation(connector, **options)
+
+
+def get_connector_metadata(connector: str, *, vercel_token: str | None = None) -> ConnectorMetadata:
+    """A connector's public description (see `ConnectClient.get_connector_metadata`)."""
+    return default_client().get_connector_metadata(connector, vercel_token=vercel_token)
+
+
+async def aget_connector_metadata(
+    connector: str, *, vercel_token: str | None = None
+) -> ConnectorMetadata:
+    """Async `get_connector_metadata`."""
+    return await default_client().aget_connector_metadata(connector, vercel_token=vercel_token)
+
+
+def wait_for_authorization(
+    connector: str,
+    *,
+    subject: SubjectLike,
+    timeout: float = 300.0,
+    interval: float = 2.0,
+    **options: Unpack[TokenParamsOptions],
+) -> TokenResponse:
+    """Wait for consent, then return the token (see `ConnectClient.wait_for_authorization`)."""
+    return default_client().wait_for_authorization(
+        connector, subject=subject, timeout=timeout, interval=interval, **options
+    )
+
+
+async def await_for_authorization(
+    connector: str,
+    *,
+    subject: SubjectLike,
+    timeout: float = 300.0,
+    interval: float = 2.0,
+    **options: Unpack[TokenParamsOptions],
+) -> TokenResponse:
+    """Async `wait_for_authorization`."""
+    return await default_client().await_for_authorization(
+        connector, subject=subject, timeout=timeout, interval=interval, **options
+    )

@@ -108,12 +108,12 @@ class TokenCache:
         """Remove one entry; no-op when absent."""
         self._data.pop(key, None)
 
-    def delete_where(self, predicate: Callable[[Any], bool]) -> int:
-        """Remove every entry whose key matches; returns how many went."""
+    def delete_where(self, predicate: Callable[[Any], bool]) -> list[Any]:
+        """Remove every entry whose key matches; returns their keys."""
         doomed = [k for k in self._data if predicate(k)]
         for k in doomed:
             del self._data[k]
-        return len(doomed)
+        return doomed
 
     def entries(self) -> list[Entry]:
         """Every entry, in no particular order (a snapshot)."""

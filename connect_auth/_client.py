@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import time
 import weakref
@@ -12,8 +14,19 @@ from typing import Any, Self, Unpack
 
 import httpx
 
+from ._authorize import (
+    AuthorizationRequest,
+    ConnectorMetadata,
+    StartAuthorizationOptions,
+    StartInstallationOptions,
+    authorize_body,
+    install_body,
+    parse_authorization_request,
+    parse_connector_metadata,
+)
 from ._config import resolve_base_url
 from ._engine import CacheKey, SharedCache, TokenEngine
+from ._errors import AuthorizationPendingError, OidcTokenError, UserAuthorizationRequiredError
 from ._models import (
     SubjectLike,
     TokenExchangeSubject,
@@ -21,11 +34,12 @@ from ._models import (
     TokenParamsOptions,
     TokenRequest,
     TokenResponse,
+    check_connector,
 )
 from ._oidc import Credential, hidden
 from ._protocol import connector_path
 from ._retry import RetryPolicy
-from ._wire import ConnectWire, accept_any, parse_token
+from ._wire import CallPlan, ConnectWire, accept_any, parse_token
 
 __all__ = ["DEFAULT_REFRESH_AHEAD_MS", "CacheKey", "ConnectClient"]
 
@@ -34,6 +48,8 @@ __all__ = ["DEFAULT_REFRESH_AHEAD_MS", "CacheKey", "ConnectClient"]
 DEFAULT_REFRESH_AHEAD_MS = 300_000.0
 
 log = logging.getLogger("connect_auth")
+
+_REVOKE_FAILED = "Failed to revoke token"
 
 _live_clients: weakref.WeakSet[ConnectClient] = weakref.WeakSet()
 
@@ -168,12 +184,16 @@ class ConnectClient:
     def delete_token_cache_entry(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
     ) -> None:
-        """Remove exactly the cache entry that `get_token` would use; no-op if absent."""
+        """Remove the cache entries that `get_token` would use for these arguments, under
+        every Vercel credential this client has used; no-op if absent. Needs no
+        credential, so it works after the one in use expired."""
         request, vercel_token, _ = _split(connector, subject, options)  # type: ignore[arg-type]
-        key = (request.key, self._engine.credential(vercel_token).digest)
-        self._engine.delete(key)
+        digests = self._engine.delete_request(request.key)
         if self._shared is not None:
-            self._shared.delete(key)
+            with contextlib.suppress(OidcTokenError):  # no credential now: the known ones
+                digests.add(self._engine.credential(vercel_token).digest)
+            for digest in digests:
+                self._shared.delete((request.key, digest))
 
     def clear_token_cache(self) -> None:
         """Drop every cached token of this client (and of its shared cache's namespace)."""
@@ -198,7 +218,7 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, hidden(vercel_token)
         )
-        self._wire.call("DELETE", path, body, cred, accept_any)
+        self._wire.call("DELETE", path, body, cred, accept_any, fallback=_REVOKE_FAILED)
         self._evict_subject(request)
         if self._shared is not None:
             self._shared.evict_subject(request.connector, request.key.subject_key)
@@ -215,10 +235,169 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, hidden(vercel_token)
         )
-        await self._wire.acall("DELETE", path, body, cred, accept_any)
+        await self._wire.acall("DELETE", path, body, cred, accept_any, fallback=_REVOKE_FAILED)
         self._evict_subject(request)
         if self._shared is not None:
             await self._shared.aevict_subject(request.connector, request.key.subject_key)
+
+    # -- public API: consent, installation, metadata ----------------------
+
+    def start_authorization(
+        self, connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+    ) -> AuthorizationRequest:
+        """Start user consent: where to send ``subject`` so the connector may act for them.
+
+        Call it after `get_token` raised `UserAuthorizationRequiredError`, send the
+        user to the returned ``url`` (or show its ``device_code``), then call
+        `get_token` again, or `wait_for_authorization`.
+
+        Args:
+            connector: the connector uid (``slack/acme-slack``) or id.
+            subject: who consents: usually a `UserSubject` or ``{"type": "user", "id": ...}``.
+            **options: every one optional:
+
+                - ``callback_url``: where the browser returns after consent;
+                  ``https:``, or ``http:`` on ``localhost``, ``*.localhost``,
+                  127.0.0.1 or [::1]. Sent as ``returnUrl``.
+                - ``webhook``: an ``https:`` URL Connect calls when the flow ends.
+                - ``device_code``: ``True`` for the device-code flow (the user types
+                  a code at ``url``). With ``VERCEL_CONNECT_INTERACTIVE_AUTH_MODE=detached``
+                  it defaults to ``True`` and ``callback_url`` is dropped with a warning.
+                - ``expires_in_ms``: how long the request stays open.
+                - ``prompt``: the OAuth ``prompt`` passed to the provider (``consent``).
+                - ``installation_id``, ``audience``, ``scopes``, ``resources``,
+                  ``authorization_details``: as for `get_token` (scopes default to ``["*"]``).
+                - ``vercel_token``: the Vercel credential for this call.
+
+        Returns:
+            The `AuthorizationRequest`; its ``repr`` hides the ``verifier``.
+
+        Raises:
+            ValueError: a URL breaks the rules above, or another argument is invalid
+                (before any network call).
+            ConnectError: Connect refused the request (for example
+                `ConnectorNotFoundError`).
+        """
+        return self._wire.call(*self._authorize_call(connector, subject, dict(options)))
+
+    async def astart_authorization(
+        self, connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+    ) -> AuthorizationRequest:
+        """Async `start_authorization`, on the caller's event loop."""
+        return await self._wire.acall(*self._authorize_call(connector, subject, dict(options)))
+
+    def experimental_start_installation(
+        self, connector: str, **options: Unpack[StartInstallationOptions]
+    ) -> AuthorizationRequest:
+        """Start installing the connector in a provider tenant (a Slack workspace, a GitHub
+        org): where to send the operator. Experimental, as in Vercel's SDK: Connect
+        enables it per team.
+
+        Args:
+            connector: the connector uid or id.
+            **options: every one optional: ``callback_url``, ``webhook``,
+                ``device_code``, ``expires_in_ms``, ``vercel_token`` as for
+                `start_authorization`; ``tenant_id``: the provider tenant to install
+                into; ``installation_id``, ``audience``, ``scopes``, ``resources``,
+                ``authorization_details``: sent only when given (no default scopes).
+
+        Returns:
+            The `AuthorizationRequest`.
+
+        Raises:
+            ValueError: an argument is invalid (before any network call).
+            ConnectError: Connect refused the request.
+        """
+        return self._wire.call(*self._install_call(connector, dict(options)))
+
+    async def aexperimental_start_installation(
+        self, connector: str, **options: Unpack[StartInstallationOptions]
+    ) -> AuthorizationRequest:
+        """Async `experimental_start_installation`."""
+        return await self._wire.acall(*self._install_call(connector, dict(options)))
+
+    def get_connector_metadata(
+        self, connector: str, *, vercel_token: str | None = None
+    ) -> ConnectorMetadata:
+        """A connector's public description (name, type, vendor configuration).
+
+        Args:
+            connector: the connector uid or id.
+            vercel_token: the Vercel credential for this call (default: looked up).
+
+        Raises:
+            ConnectorNotFoundError: no such connector.
+            ConnectError: any other refusal.
+        """
+        return self._wire.call(*self._metadata_call(connector, vercel_token))
+
+    async def aget_connector_metadata(
+        self, connector: str, *, vercel_token: str | None = None
+    ) -> ConnectorMetadata:
+        """Async `get_connector_metadata`."""
+        return await self._wire.acall(*self._metadata_call(connector, vercel_token))
+
+    def wait_for_authorization(
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        timeout: float = 300.0,
+        interval: float = 2.0,
+        **options: Unpack[TokenParamsOptions],
+    ) -> TokenResponse:
+        """Wait until ``subject`` has authorized ``connector``, then return the token.
+
+        Asks Connect for a fresh token every ``interval`` seconds while the answer
+        is `AuthorizationPendingError` or `UserAuthorizationRequiredError`; a
+        ``slow_down`` answer adds 5 seconds to the interval (as RFC 8628 asks).
+
+        Args:
+            connector: the connector uid or id.
+            subject: the subject whose consent is awaited.
+            timeout: seconds to wait in all.
+            interval: seconds between two asks.
+            **options: token options, as for `get_token`.
+
+        Raises:
+            TimeoutError: no token after ``timeout`` seconds.
+            AuthorizationDeniedError: the user declined (raised at once).
+            AuthorizationExpiredError: the authorization request expired (at once).
+            ConnectError: any other refusal, at once.
+        """
+        deadline = time.monotonic() + _positive("timeout", timeout)
+        interval = _positive("interval", interval)
+        while True:
+            try:
+                return self.get_token_response(
+                    connector, subject=subject, force_refresh=True, **options
+                )
+            except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
+                interval = _next_interval(interval, exc)
+                time.sleep(_pause(deadline, interval, connector, timeout))
+
+    async def await_for_authorization(
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        timeout: float = 300.0,
+        interval: float = 2.0,
+        **options: Unpack[TokenParamsOptions],
+    ) -> TokenResponse:
+        """Async `wait_for_authorization` (asyncio or trio)."""
+        import anyio
+
+        deadline = time.monotonic() + _positive("timeout", timeout)
+        interval = _positive("interval", interval)
+        while True:
+            try:
+                return await self.aget_token_response(
+                    connector, subject=subject, force_refresh=True, **options
+                )
+            except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
+                interval = _next_interval(interval, exc)
+                await anyio.sleep(_pause(deadline, interval, connector, timeout))
 
     # -- the engine's entry points (also used by the auth adapters) --------
 
@@ -306,6 +485,40 @@ class ConnectClient:
         path = connector_path("/v1/connect/connectors/", connector, "/tokens")
         return request, path, body, self._engine.credential(vercel_token)
 
+    def _authorize_call(
+        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+    ) -> CallPlan[AuthorizationRequest]:
+        """What `start_authorization` sends, validated before any I/O."""
+        vercel_token = hidden(options.pop("vercel_token", None))
+        flow = {k: options.pop(k, None) for k in _AUTHORIZE_FLOW}
+        request = TokenRequest.build(connector, subject=subject, **options)
+        body = authorize_body(request, os.environ, **flow)
+        path = connector_path("/v1/connect/authorize/", connector)
+        return (
+            "POST", path, body, self._engine.credential(vercel_token),
+            _read_authorization, "Failed to start authorization",
+        )  # fmt: skip
+
+    def _install_call(
+        self, connector: str, options: dict[str, Any]
+    ) -> CallPlan[AuthorizationRequest]:
+        """What `experimental_start_installation` sends, validated before any I/O."""
+        vercel_token = hidden(options.pop("vercel_token", None))
+        body = install_body(connector, os.environ, **options)
+        path = connector_path("/v1/connect/install/", connector)
+        return (
+            "POST", path, body, self._engine.credential(vercel_token),
+            _read_authorization, "Failed to start installation",
+        )  # fmt: skip
+
+    def _metadata_call(
+        self, connector: str, vercel_token: str | None
+    ) -> CallPlan[ConnectorMetadata]:
+        check_connector(connector)
+        path = connector_path("/v1/connect/connectors/", connector)
+        cred = self._engine.credential(hidden(vercel_token))
+        return "GET", path, None, cred, _read_metadata, "Failed to get connector"
+
     def _evict_subject(self, request: TokenRequest) -> None:
         connector, subject_key = request.connector, request.key.subject_key
         self._engine.revoke_where(
@@ -328,6 +541,38 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_AUTHORIZE_FLOW = ("callback_url", "webhook", "device_code", "expires_in_ms", "prompt")
+
+
+def _read_authorization(r: httpx.Response) -> AuthorizationRequest:
+    return parse_authorization_request(r.content, request_id=r.headers.get("x-vercel-id"))
+
+
+def _read_metadata(r: httpx.Response) -> ConnectorMetadata:
+    return parse_connector_metadata(r.content, request_id=r.headers.get("x-vercel-id"))
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _next_interval(interval: float, pending: Exception) -> float:
+    """The poll interval after a pending answer: 5 s longer on ``slow_down`` (RFC 8628)."""
+    return interval + 5.0 if getattr(pending, "code", None) == "slow_down" else interval
+
+
+def _pause(deadline: float, interval: float, connector: str, timeout: float) -> float:
+    """Seconds to sleep before the next ask, or `TimeoutError` once the wait is over."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"no authorization for {connector} within {timeout:g} s")
+    return min(interval, left)
 
 
 def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:

@@ -14,7 +14,8 @@ from typing import TypeVar
 import httpx
 
 from . import _api
-from ._models import AppSubject
+from ._errors import UserAuthorizationRequiredError
+from ._models import AppSubject, UserSubject
 from .testing import ConnectEmulator
 
 __all__ = ["run_demo"]
@@ -78,7 +79,7 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
 def run_demo() -> int:
     """Run every section; exit code 0 when each outcome was as expected."""
     began = time.perf_counter()
-    demo = _Demo(total=6)
+    demo = _Demo(total=7)
     print("connect_auth demo: Vercel Connect tokens with no Vercel account, on loopback")
 
     demo.section("Start the embedded Connect emulator")
@@ -185,3 +186,22 @@ def _run_sections(demo: _Demo, emulator: ConnectEmulator) -> None:
         f"{emulator.token_calls() - 6} Connect calls)"
     )
     demo.check(emulator.token_calls() == 6, "no Connect call on the cached path")
+
+    demo.section("A user who has not authorized the connector yet")
+    carol = UserSubject("u_carol")
+    try:
+        _api.get_token(CONNECTOR, subject=carol)
+        refused = False
+    except UserAuthorizationRequiredError:
+        refused = True
+    print("    get_token(..., subject=UserSubject('u_carol')) -> UserAuthorizationRequiredError")
+    request = _api.start_authorization(
+        CONNECTOR, subject=carol, callback_url="http://localhost:3000/connected"
+    )
+    print(f"    start_authorization -> send the user to {request.url}")
+    answer = httpx.post(request.url, data={"decision": "approve"})  # the user clicks Approve
+    print(f"    the user approves -> {answer.status_code}, back to {answer.headers['location']}")
+    granted = _api.wait_for_authorization(CONNECTOR, subject=carol, timeout=30, interval=0.1)
+    print(f"    wait_for_authorization -> {redact(granted.token)} for {granted.external_subject}")
+    demo.check(refused and answer.status_code == 303, "consent asked for, then given")
+    demo.check(granted.external_subject == "user:u_carol", "the user's own token")

@@ -6,6 +6,7 @@ calls these methods, which answer ``(status, json_body)``. One lock guards it al
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AuthorizationFlow",
     "Call",
     "ConnectorSpec",
     "EmulatorState",
@@ -84,6 +86,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     seconds: float = 0.0
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,28 @@ class IssuedToken:
     expires_at_ms: int
     project_id: str | None = None
     revoked: bool = False
+
+
+@dataclass
+class AuthorizationFlow:
+    """A consent (``authorize``) or installation (``install``) request the emulator holds.
+
+    ``status`` is ``pending`` until someone approves or denies it on its page (or
+    with `ConnectEmulator.approve` / `ConnectEmulator.deny`).
+    """
+
+    id: str
+    kind: str  # "authorize" | "install"
+    connector: str
+    subject: dict[str, Any] | None
+    verifier: str = field(repr=False)
+    device_code: str | None
+    return_url: str | None
+    webhook: str | None
+    tenant_id: str | None
+    expires_at_ms: int
+    status: str = "pending"  # pending | approved | denied
+    installation_id: str | None = None
 
 
 def default_connectors(project_id: str) -> list[ConnectorSpec]:
@@ -229,6 +254,7 @@ class EmulatorState:
         self._tokens: dict[str, IssuedToken] = {}
         self._revoked_grants: set[tuple[str, str]] = set()
         self._faults: deque[Fault] = deque()
+        self.flows: dict[str, AuthorizationFlow] = {}
         self.latency = 0.0
         self.calls: list[Call] = []
         self.provider_calls: list[ProviderCall] = []
@@ -304,11 +330,7 @@ class EmulatorState:
             inst_id = body.get("installationId")
             kind = subject["type"]
             if kind == "user" and subject.get("id") not in spec.users:
-                return _error(
-                    401,
-                    "user_authorization_required",
-                    f"User {subject.get('id')!r} has not authorized {spec.uid}",
-                )
+                return self._unauthorized(spec, subject)
             if inst_id is None:
                 inst_id = spec.default_installation
                 if inst_id is None and spec.requires_installation:
@@ -383,6 +405,116 @@ class EmulatorState:
                 "supportsRevocation": True,
             }
 
+    def start_flow(
+        self,
+        kind: str,
+        connector: str,
+        body: Mapping[str, Any],
+        identity: Mapping[str, Any],
+        base_url: str,
+    ) -> Answer:
+        """``POST /v1/connect/authorize/{connector}`` and ``.../install/{connector}``."""
+        with self._lock:
+            spec = self._linked(connector, identity)
+            if not isinstance(spec, ConnectorSpec):
+                return spec  # the refusal
+            subject = None
+            if kind == "authorize":
+                bad = _check_body(body)
+                if bad is not None:
+                    return bad
+                subject = dict(body["subject"])
+            elif "subject" in body:
+                return _error(400, "bad_request", "an installation request takes no subject")
+            for name in ("returnUrl", "webhook", "tenantId", "prompt"):
+                if name in body and not isinstance(body[name], str):
+                    return _error(400, "bad_request", f"{name} must be a string")
+            lifetime = body.get("expiresInMs", 600_000)
+            if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
+                return _error(400, "bad_request", "expiresInMs must be a positive number")
+            flow_id = ("car_" if kind == "authorize" else "cin_") + secrets.token_hex(8)
+            device = None
+            if body.get("deviceCode") is True:
+                raw = secrets.token_hex(4).upper()
+                device = f"{raw[:4]}-{raw[4:]}"
+            flow = AuthorizationFlow(
+                id=flow_id,
+                kind=kind,
+                connector=spec.uid,
+                subject=subject,
+                verifier=secrets.token_urlsafe(32),
+                device_code=device,
+                return_url=body.get("returnUrl"),
+                webhook=body.get("webhook"),
+                tenant_id=body.get("tenantId"),
+                expires_at_ms=int(self._clock() * 1000 + lifetime),
+            )
+            self.flows[flow_id] = flow
+            url = f"{base_url}/connect/device" if device else f"{base_url}/connect/{kind}/{flow_id}"
+            answer: dict[str, Any] = {
+                "url": url,
+                "request": flow_id,
+                "verifier": flow.verifier,
+                "expiresAt": flow.expires_at_ms,
+                "connector": {
+                    "id": spec.id,
+                    "uid": spec.uid,
+                    "type": spec.type,
+                    "name": spec.name or spec.uid,
+                },
+            }
+            if device:
+                answer["deviceCode"] = device
+            return 200, answer
+
+    def all_flows(self) -> list[AuthorizationFlow]:
+        """Every authorization and installation request so far."""
+        with self._lock:
+            return list(self.flows.values())
+
+    def flow(self, flow_id: str) -> AuthorizationFlow | None:
+        """The flow with that id (pending or decided), if any."""
+        with self._lock:
+            return self.flows.get(flow_id)
+
+    def flow_for_device_code(self, code: str) -> AuthorizationFlow | None:
+        """The pending flow a user's device code names (case and dashes ignored)."""
+        wanted = code.replace("-", "").strip().upper()
+        with self._lock:
+            return next(
+                (
+                    f
+                    for f in self.flows.values()
+                    if f.device_code and f.device_code.replace("-", "") == wanted
+                ),
+                None,
+            )
+
+    def decide(self, flow_id: str, approve: bool) -> AuthorizationFlow:
+        """Approve or deny a pending flow, as the user would on its page."""
+        with self._lock:
+            flow = self.flows.get(flow_id)
+            if flow is None:
+                raise KeyError(f"no authorization request {flow_id!r} in the emulator")
+            if flow.status != "pending":
+                raise ValueError(f"authorization request {flow_id} is already {flow.status}")
+            if flow.expires_at_ms <= self._clock() * 1000:
+                raise ValueError(f"authorization request {flow_id} has expired")
+            flow.status = "approved" if approve else "denied"
+            if not approve:
+                return flow
+            spec = self._spec(flow.connector)
+            if flow.kind == "install":
+                inst = Installation("inst_" + secrets.token_hex(6), spec.name, flow.tenant_id)
+                spec.installations.append(inst)
+                spec.default_installation = spec.default_installation or inst.id
+                flow.installation_id = inst.id
+            elif flow.subject is not None:
+                if flow.subject.get("type") == "user":
+                    spec.users.add(str(flow.subject.get("id")))
+                self._revoked_grants.discard((spec.uid, _subject_id(flow.subject)))
+            return flow
+
     # -- the fake provider ----------------------------------------------------
 
     def check_provider_token(self, connector: str, token: str | None) -> tuple[str, str | None]:
@@ -432,6 +564,30 @@ class EmulatorState:
             )
         return spec
 
+    def _unauthorized(self, spec: ConnectorSpec, subject: Mapping[str, Any]) -> Answer:
+        """Why a user who has not authorized gets no token: a pending, denied or
+        expired consent request, or none at all."""
+        flows = [
+            f
+            for f in self.flows.values()
+            if f.kind == "authorize"
+            and f.connector == spec.uid
+            and f.subject is not None
+            and _subject_id(f.subject) == _subject_id(subject)
+        ]
+        latest = flows[-1] if flows else None
+        if latest is not None and latest.status == "denied":
+            return _error(403, "access_denied", "The user denied the authorization request")
+        if latest is not None and latest.status == "pending":
+            if latest.expires_at_ms <= self._clock() * 1000:
+                return _error(400, "expired_token", "The authorization request expired")
+            return _error(400, "authorization_pending", "The user has not finished authorizing")
+        return _error(
+            401,
+            "user_authorization_required",
+            f"User {subject.get('id')!r} has not authorized {spec.uid}",
+        )
+
     def _mint(
         self,
         spec: ConnectorSpec,
@@ -464,6 +620,9 @@ class EmulatorState:
         }
         if subject["type"] == "user":
             out["claims"] = {"email": f"{subject['id']}@example.com"}
+            out["authorizationId"] = (
+                "cau_" + hashlib.sha256(f"{spec.uid}:{subject['id']}".encode()).hexdigest()[:16]
+            )
         return {k: v for k, v in out.items() if v is not None}
 
 

@@ -246,10 +246,11 @@ class TokenEngine:
                 return True
         return False
 
-    def delete(self, key: CacheKey) -> None:
-        """Remove one entry; no-op when absent."""
+    def delete_request(self, request_key: RequestKey) -> set[str]:
+        """Remove the entries of one request under every credential; returns the
+        digests of the credentials whose entries went."""
         with self._lock:
-            self._cache.delete(key)
+            return {k[1] for k in self._cache.delete_where(lambda k: k[0] == request_key)}
 
     def revoke_where(self, predicate: Callable[[Any], bool]) -> None:
         """Forget every token whose key matches, cached or still in flight: a fetch

@@ -11,7 +11,12 @@ Every error raised for a Connect call subclasses `ConnectError`::
     ├── ClientNotEnabledForEnvironmentError   link lacks the caller's environment
     ├── OidcTokenError                        no usable Vercel credential, or Connect refused it
     ├── ConnectUnavailableError               transient failures outlasted the retry policy
-    └── ConnectResponseError                  a 2xx whose body is not a token response
+    ├── ConnectResponseError                  a 2xx whose body is not what the call returns
+    ├── AuthorizationPendingError             authorization_pending / slow_down: keep waiting
+    ├── AuthorizationDeniedError              access_denied: the user said no
+    ├── AuthorizationExpiredError             expired_token: the authorization request lapsed
+    ├── InvalidGrantError                     invalid_grant
+    └── WebhookVerificationError              a delivery that is not a verified Connect webhook
 
 Bad arguments are not Connect errors: they raise ``ValueError`` or ``TypeError``
 before any network call. No message ever contains a token.
@@ -20,6 +25,9 @@ before any network call. No message ever contains a token.
 from __future__ import annotations
 
 __all__ = [
+    "AuthorizationDeniedError",
+    "AuthorizationExpiredError",
+    "AuthorizationPendingError",
     "ClientNotEnabledForEnvironmentError",
     "ClientNotLinkedToProjectError",
     "ConnectError",
@@ -27,9 +35,11 @@ __all__ = [
     "ConnectUnavailableError",
     "ConnectorInstallationRequiredError",
     "ConnectorNotFoundError",
+    "InvalidGrantError",
     "NoValidTokenError",
     "OidcTokenError",
     "UserAuthorizationRequiredError",
+    "WebhookVerificationError",
 ]
 
 
@@ -103,4 +113,27 @@ class ConnectUnavailableError(ConnectError):
 
 
 class ConnectResponseError(ConnectError):
-    """Connect answered 2xx with a body that is not a valid token response."""
+    """Connect answered 2xx with a body that is not a valid answer to the call."""
+
+
+class AuthorizationPendingError(ConnectError):
+    """The user has not finished the authorization yet (``authorization_pending``), or
+    Connect asks to poll less often (``slow_down``): wait, then ask again."""
+
+
+class AuthorizationDeniedError(ConnectError):
+    """The user declined the authorization (``access_denied``)."""
+
+
+class AuthorizationExpiredError(ConnectError):
+    """The authorization request expired before the user finished (``expired_token``):
+    start a new one."""
+
+
+class InvalidGrantError(ConnectError):
+    """Connect or the provider refused the grant (``invalid_grant``): authorize again."""
+
+
+class WebhookVerificationError(ConnectError):
+    """A webhook delivery whose bearer is not a valid Vercel OIDC token for this project
+    and environment. The message says which check failed, never the token."""

@@ -36,7 +36,9 @@ __all__ = [
     "TokenResponse",
     "UserSubject",
     "UserSubjectDict",
+    "check_connector",
     "coerce_subject",
+    "token_param_fields",
 ]
 
 
@@ -336,18 +338,7 @@ class TokenRequest:
     @classmethod
     def build(cls, connector: object, *, subject: object, **options: object) -> TokenRequest:
         """Validate everything; ``TypeError``/``ValueError`` name the argument to fix."""
-        if not isinstance(connector, str):
-            raise TypeError(
-                f"connector must be a string like 'slack/acme', not {type(connector).__name__}"
-            )
-        if not connector.strip():
-            raise ValueError("connector must be a non-empty uid (e.g. 'slack/acme-slack') or id")
-        if connector in (".", ".."):
-            raise ValueError(
-                f"connector {connector!r} is not a connector uid or id (e.g. 'slack/acme-slack')"
-            )
-        if any(ord(c) < 32 or ord(c) == 127 for c in connector):
-            raise ValueError("connector must not contain control characters (line breaks, tabs)")
+        connector = check_connector(connector)
         params = TokenParams.build(subject=subject, **options)
         buffer = params.validity_buffer_ms
         return cls(
@@ -358,18 +349,69 @@ class TokenRequest:
         )
 
 
+def check_connector(connector: object) -> str:
+    """A connector uid or id, or ``TypeError``/``ValueError`` saying what to fix."""
+    if not isinstance(connector, str):
+        raise TypeError(
+            f"connector must be a string like 'slack/acme', not {type(connector).__name__}"
+        )
+    if not connector.strip():
+        raise ValueError("connector must be a non-empty uid (e.g. 'slack/acme-slack') or id")
+    if connector in (".", ".."):
+        raise ValueError(
+            f"connector {connector!r} is not a connector uid or id (e.g. 'slack/acme-slack')"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in connector):
+        raise ValueError("connector must not contain control characters (line breaks, tabs)")
+    return connector
+
+
+def token_param_fields(**params: object) -> dict[str, Any]:
+    """Token params without a subject, validated as for tokens, in wire shape with only
+    the fields that were set (no default scopes): what an installation request sends."""
+    built = TokenParams.build(subject=AppSubject(), **params)
+    body = built.to_wire()
+    del body["subject"]
+    if built.scopes is None:
+        del body["scopes"]
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorRef:
-    """Which connector issued a token: opaque ``id``, human ``uid`` and ``type``."""
+    """Which connector a token or an authorization request belongs to.
+
+    Attributes:
+        id: the opaque connector id (``scl_...``).
+        uid: the connector's uid, such as ``slack/acme-slack``.
+        type: the provider kind, such as ``slack`` or ``github``.
+        name: the connector's display name, when Connect sends one.
+    """
 
     id: str
     uid: str
     type: str
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TokenResponse:
-    """A provider token and what Connect says about it. ``repr`` hides the token."""
+    """A provider token and what Connect says about it. ``repr`` hides the token.
+
+    Attributes:
+        token: the provider access token, to send as ``Authorization: Bearer``.
+        expires_at: when it expires, in milliseconds since the epoch (see `expiry`).
+        connector: the connector that issued it.
+        name: the installation's or connector's display name.
+        installation_id: the installation the token belongs to.
+        tenant_id: the provider's tenant (a Slack team id, a GitHub org id).
+        external_subject: the subject as the provider knows it.
+        metadata: provider-specific public data about the grant.
+        token_id: Connect's id of this token, for logs and support.
+        claims: claims about the subject (for user subjects, such as an email).
+        extra: every other field of Connect's answer, as sent (for example
+            ``authorizationId``); `to_dict` includes them.
+    """
 
     token: str = field(repr=False)
     expires_at: int
@@ -381,6 +423,7 @@ class TokenResponse:
     metadata: Mapping[str, Any] | None = None
     token_id: str | None = None
     claims: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def expiry(self) -> datetime.datetime:
@@ -405,7 +448,7 @@ class TokenResponse:
             "metadata": dict(self.metadata) if self.metadata is not None else None,
             "claims": dict(self.claims) if self.claims is not None else None,
         }
-        return {k: v for k, v in out.items() if v is not None}
+        return {**self.extra, **{k: v for k, v in out.items() if v is not None}}
 
 
 def _subject_key(subject: Subject) -> tuple[object, ...]:

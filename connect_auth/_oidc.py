@@ -1,7 +1,8 @@
 """Finding the caller's Vercel credential (decision 0.7).
 
 Order: explicit argument (call, then client) > request-scoped value (set by
-`oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) >
+`oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) > the file
+``VERCEL_OIDC_TOKEN_FILE`` names (re-read when it changes) >
 ``VERCEL_OIDC_TOKEN`` > ``VERCEL_OIDC_TOKEN`` in the nearest ``.env.local``.
 The credential is never cached across lookups (it rotates on Vercel); only its
 digest and expiry are memoized, keyed by the token string itself.
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 _ENV = "VERCEL_OIDC_TOKEN"
+_FILE_ENV = "VERCEL_OIDC_TOKEN_FILE"
+_SCOPED = "the x-vercel-oidc-token request header"
 _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
 _facts: dict[str, tuple[Credential, float | None]] = {}
 _FACTS_MAX = 256
@@ -104,11 +107,12 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
 
 def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     """The credential to send, or `OidcTokenError` saying how to get one."""
+    source: str | None  # None: the environment, named only when a message needs it
     if explicit is None:
         scoped = _scoped.get()
         # The common case inline: this runs on every cached call.
         value = scoped if scoped is not None else _env_token()
-        source = "the x-vercel-oidc-token request header" if scoped is not None else _ENV
+        source = _SCOPED if scoped is not None else None
         if not value:
             value, source = _lookup(None, fresh_file=False)
     else:
@@ -117,10 +121,10 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
     if value == last[0]:
         cred, exp = last[1]
     else:
-        _check_header_safe(value, source)
+        _check_header_safe(value, source or _env_source())
         cred, exp = _facts_of(value)
     if exp is not None and exp <= now:
-        if source in (_ENV, ".env.local"):
+        if source in (None, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
             value, source = _lookup(explicit, fresh_file=True)
             _check_header_safe(value, source)
@@ -128,7 +132,7 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
             raise OidcTokenError(
-                f"the Vercel OIDC token from {source} expired at {when}; "
+                f"the Vercel OIDC token from {source or _env_source()} expired at {when}; "
                 "run `vercel env pull` to get a fresh one (development tokens last ~12 h)",
                 code="oidc_token_expired",
             )
@@ -141,10 +145,50 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
 _environ_raw: Any = getattr(os.environ, "_data", None)
 _ENV_RAW_KEY: Any = getattr(os.environ, "encodekey", lambda k: k)(_ENV)
 _env_seen: tuple[object, str | None] = (object(), None)
+_FILE_RAW_KEY: Any = getattr(os.environ, "encodekey", lambda k: k)(_FILE_ENV)
+_file_seen: tuple[str, int, int, str] = ("", 0, 0, "")
+
+
+def _env_source() -> str:
+    return _FILE_ENV if os.environ.get(_FILE_ENV, "").strip() else _ENV
+
+
+def _file_token() -> str | None:
+    """The token in the file ``VERCEL_OIDC_TOKEN_FILE`` names, read again whenever the
+    file changes (a mounted token is rotated in place); None when the variable is unset.
+    A named file that cannot be read, or is empty, is refused rather than skipped."""
+    global _file_seen
+    path = os.environ.get(_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+        seen = _file_seen
+        if seen[0] == path and seen[1] == stat.st_mtime_ns and seen[2] == stat.st_size:
+            return seen[3]
+        value = _stripped(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OidcTokenError(
+            f"{_FILE_ENV} names {path}, which cannot be read ({type(exc).__name__}); "
+            "point it at the file holding the Vercel OIDC token, or unset it",
+            code="oidc_token_missing",
+        ) from None
+    if not value:
+        raise OidcTokenError(
+            f"{_FILE_ENV} names {path}, which is empty; it must hold the Vercel OIDC token",
+            code="oidc_token_missing",
+        )
+    _file_seen = (path, stat.st_mtime_ns, stat.st_size, value)
+    return value
 
 
 def _env_token() -> str | None:
+    """The token the environment gives: ``VERCEL_OIDC_TOKEN_FILE``, else ``VERCEL_OIDC_TOKEN``."""
     global _env_seen
+    if _environ_raw is None or _FILE_RAW_KEY in _environ_raw:
+        from_file = _file_token()
+        if from_file is not None:
+            return from_file
     if _environ_raw is None:  # not CPython's os._Environ: read it plainly
         return _stripped(os.environ.get(_ENV))
     raw = _environ_raw.get(_ENV_RAW_KEY)
@@ -211,10 +255,10 @@ def _lookup(explicit: str | None, *, fresh_file: bool) -> tuple[str, str]:
         return explicit, "the vercel_token argument"
     scoped = _scoped.get()
     if scoped is not None:
-        return scoped, "the x-vercel-oidc-token request header"
+        return scoped, _SCOPED
     env = _env_token()
     if env:
-        return env, _ENV
+        return env, _env_source()
     found = _from_dotenv(Path.cwd(), fresh=fresh_file)
     if found:
         return found, ".env.local"

@@ -17,12 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from ._errors import (
+    AuthorizationDeniedError,
+    AuthorizationExpiredError,
+    AuthorizationPendingError,
     ClientNotEnabledForEnvironmentError,
     ClientNotLinkedToProjectError,
     ConnectError,
     ConnectorInstallationRequiredError,
     ConnectorNotFoundError,
     ConnectResponseError,
+    InvalidGrantError,
     NoValidTokenError,
     OidcTokenError,
     UserAuthorizationRequiredError,
@@ -50,10 +54,14 @@ _CODE_CLASSES: dict[str, type[ConnectError]] = {
     "connector_not_found": ConnectorNotFoundError,
     "client_not_linked_to_project": ClientNotLinkedToProjectError,
     "client_not_enabled_for_environment": ClientNotEnabledForEnvironmentError,
+    "authorization_pending": AuthorizationPendingError,
+    "slow_down": AuthorizationPendingError,
+    "access_denied": AuthorizationDeniedError,
+    "expired_token": AuthorizationExpiredError,
+    "invalid_grant": InvalidGrantError,
 }
 _NOT_LINKED = re.compile(r"not linked to (this|the) project", re.IGNORECASE)
 _NOT_ENABLED = re.compile(r"environment.*not enabled|not enabled for.*environment", re.IGNORECASE)
-_MAX_TEXT = 300
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 
 
@@ -118,7 +126,25 @@ def parse_token_response(body: bytes, *, request_id: str | None = None) -> Token
         metadata=_opt_obj(data, "metadata", bad),
         token_id=_opt_str(data, "tokenId", bad),
         claims=_opt_obj(data, "claims", bad),
+        extra={k: v for k, v in data.items() if k not in _TOKEN_FIELDS},
     )
+
+
+#: The token response fields `TokenResponse` names; every other one goes to ``extra``.
+_TOKEN_FIELDS = frozenset(
+    {
+        "token",
+        "expiresAt",
+        "connector",
+        "name",
+        "installationId",
+        "tenantId",
+        "externalSubject",
+        "metadata",
+        "tokenId",
+        "claims",
+    }
+)
 
 
 def error_from_response(
@@ -153,12 +179,14 @@ def error_from_response(
             f"{' ' + code if code else ''}): {message or 'no detail given'}. "
             "Run `vercel env pull` to refresh VERCEL_OIDC_TOKEN, or pass a valid vercel_token="
         )
+    if not message and cls is not ConnectError and text.strip():
+        message = text  # the TypeScript SDK's rule: a typed error without one shows the body
     if not message:
         parts = [f"{fallback}:", str(status), status_text]
         if code:
             parts.append(f"- {code}")
         if text.strip() and cls is ConnectError:
-            parts.append(f"- {_shorten(text)}")
+            parts.append(f"- {text}")
         message = " ".join(p for p in parts if p)
     return cls(
         message,
@@ -204,7 +232,7 @@ def _parse_envelope(text: str) -> tuple[str | None, str | None, dict[str, object
         return None, None, vendor
     code = env.get("code") if isinstance(env.get("code"), str) else None
     message = env.get("message") if isinstance(env.get("message"), str) else None
-    return code, _shorten(message) if message else None, _vendor(env) or vendor
+    return code, message or None, _vendor(env) or vendor
 
 
 def _vendor(obj: Mapping[str, Any]) -> dict[str, object] | None:
@@ -215,11 +243,6 @@ def _vendor(obj: Mapping[str, Any]) -> dict[str, object] | None:
     if isinstance(meta, dict) and isinstance(meta.get("vendor"), dict):
         return dict(meta["vendor"])
     return None
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
 
 
 def _opt_str(data: Mapping[str, Any], name: str, bad: Any) -> str | None:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._errors import ConnectError
+
 __all__ = ["RetryPolicy", "TransientFailure"]
 
 
@@ -24,12 +26,14 @@ class TransientFailure(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
+        error: ConnectError | None = None,
     ) -> None:
         super().__init__(description)
         self.description = description
         self.status = status
         self.retry_after = retry_after
         self.request_id = request_id
+        self.error = error  # what Connect said (code, message, vendor), when it answered
 
 
 @dataclass(frozen=True, slots=True)

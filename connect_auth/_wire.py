@@ -35,12 +35,14 @@ from ._protocol import (
 from ._retry import RetryPolicy, TransientFailure
 from ._version import __version__
 
-__all__ = ["ConnectWire", "accept_any", "parse_token"]
+__all__ = ["CallPlan", "ConnectWire", "accept_any", "parse_token"]
 
 log = logging.getLogger("connect_auth")
 
 T = TypeVar("T")
 OnSuccess = Callable[[httpx.Response], T]
+#: Everything one call sends and how its answer is read: the arguments of `ConnectWire.call`.
+CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str]
 
 # Objects a fork left behind in the child: kept referenced so that garbage
 # collection never closes them (a TLS close would write on the parent's socket).
@@ -73,9 +75,19 @@ class ConnectWire:
     # -- calls ----------------------------------------------------------------
 
     def call(
-        self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        cred: Credential,
+        ok: OnSuccess[T],
+        fallback: str = "Failed to get token",
     ) -> T:
-        """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer."""
+        """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer.
+
+        ``body`` None sends no body (a GET); ``fallback`` starts the message of an
+        error that Connect sent without one.
+        """
         http = self._client()
         content, headers, auth = _encode(body, cred)
 
@@ -91,7 +103,7 @@ class ConnectWire:
             except Exception as exc:
                 failure = _failure(method, path, exc)
             else:
-                return _outcome(method, path, r, ok)
+                return _outcome(method, path, r, ok, fallback)
             finally:
                 attempt_deadline.reset(token)
             raise failure  # outside the handler: no link back to httpx's exception
@@ -101,7 +113,13 @@ class ConnectWire:
         return run_with_retries(attempt, self._retry, random=self._random.random)
 
     async def acall(
-        self, method: str, path: str, body: dict[str, Any], cred: Credential, ok: OnSuccess[T]
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        cred: Credential,
+        ok: OnSuccess[T],
+        fallback: str = "Failed to get token",
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
         content, headers, auth = _encode(body, cred)
@@ -119,7 +137,7 @@ class ConnectWire:
                 except Exception as exc:
                     failure = _failure(method, path, exc)
                 else:
-                    return _outcome(method, path, r, ok)
+                    return _outcome(method, path, r, ok, fallback)
                 raise failure
 
             from ._retrying import arun_with_retries
@@ -202,7 +220,11 @@ def _attempt_limit(timeout: float, seconds_left: float) -> float:
     return min(timeout, seconds_left)
 
 
-def _encode(body: dict[str, Any], cred: Credential) -> tuple[bytes, dict[str, str], _Bearer]:
+def _encode(
+    body: dict[str, Any] | None, cred: Credential
+) -> tuple[bytes | None, dict[str, str], _Bearer]:
+    if body is None:
+        return None, {}, _Bearer(cred)
     content = json.dumps(body, separators=(",", ":")).encode()
     return content, {"Content-Type": "application/json"}, _Bearer(cred)
 
@@ -326,11 +348,14 @@ async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
     return out
 
 
-def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T]) -> T:
+def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T], fallback: str) -> T:
     """A 2xx answer read by ``ok``; a transient status to retry; else the typed error."""
     request_id = r.headers.get("x-vercel-id")
     if 200 <= r.status_code < 300:
         return ok(r)
+    error = error_from_response(
+        r.status_code, r.reason_phrase, r.content, request_id=request_id, fallback=fallback
+    )
     if r.status_code in TRANSIENT_STATUSES:
         log.debug(
             "connect_auth: %s %s answered %d, will retry", method, _plain(path), r.status_code
@@ -340,14 +365,9 @@ def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T]) -> T:
             status=r.status_code,
             request_id=request_id,
             retry_after=parse_retry_after(r.headers.get("retry-after")),
+            error=error,
         )
-    raise error_from_response(
-        r.status_code,
-        r.reason_phrase,
-        r.content,
-        request_id=request_id,
-        fallback="Failed to get token" if method == "POST" else "Failed to revoke token",
-    )
+    raise error
 
 
 def parse_token(r: httpx.Response) -> TokenResponse:

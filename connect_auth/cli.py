@@ -1,5 +1,6 @@
-"""The ``connect-auth`` command: ``token`` (``vercel connect token`` parity), ``emulator``,
-``demo``. The exit codes are in `EXIT_TABLE` (and ``connect-auth --help``).
+"""The ``connect-auth`` command: ``token`` (``vercel connect token`` parity),
+``authorize``, ``emulator``, ``demo``. The exit codes are in `EXIT_TABLE` (and
+``connect-auth --help``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import signal
 import sys
 import threading
 import time
+import webbrowser
 from collections.abc import Sequence
 from types import FrameType
 
 from ._client import ConnectClient
 from ._errors import (
+    AuthorizationDeniedError,
+    AuthorizationExpiredError,
     ClientNotEnabledForEnvironmentError,
     ClientNotLinkedToProjectError,
     ConnectError,
@@ -24,24 +28,26 @@ from ._errors import (
     ConnectorNotFoundError,
     ConnectResponseError,
     ConnectUnavailableError,
+    InvalidGrantError,
     NoValidTokenError,
     OidcTokenError,
     UserAuthorizationRequiredError,
 )
-from ._models import AppSubject, Subject, UserSubject
+from ._models import AppSubject, Subject, TokenParamsOptions, TokenResponse, UserSubject
 from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = ["EXIT_CODES", "EXIT_TABLE", "cli_words", "main", "parse_scopes", "parse_subject"]
 
 EXIT_TABLE = """exit codes:
-    0  success                          7  connector installation required
-    1  other Connect error              8  user authorization required
-    2  bad usage or arguments           9  no valid token (grant revoked)
-    3  no usable Vercel credential     10  Connect unavailable (after retries)
-    4  connector not found             11  invalid response from Connect
-    5  project not linked              130 interrupted
-    6  environment not enabled
+    0  success                          8  user authorization required
+    1  other Connect error              9  no valid token (grant revoked)
+    2  bad usage or arguments          10  Connect unavailable (after retries)
+    3  no usable Vercel credential     11  invalid response from Connect
+    4  connector not found             12  authorization denied
+    5  project not linked              13  authorization expired or timed out
+    6  environment not enabled         130 interrupted
+    7  connector installation required
 """
 
 #: Error class -> (exit code, what to do). Most specific first.
@@ -62,14 +68,19 @@ EXIT_CODES: list[tuple[type[ConnectError], int, str]] = [
     (
         UserAuthorizationRequiredError,
         8,
-        "the user must authorize the connector first (start the authorization flow)",
+        "the user must authorize the connector first: run again with --yes, "
+        "or `connect-auth authorize <connector> --subject user:ID`",
     ),
     (NoValidTokenError, 9, "the grant was revoked at the provider: authorize again"),
+    (InvalidGrantError, 9, "the grant is no longer valid: authorize again"),
+    (AuthorizationDeniedError, 12, "the user declined; start a new authorization to ask again"),
+    (AuthorizationExpiredError, 13, "the authorization request expired: start a new one"),
     (ConnectUnavailableError, 10, "Connect is failing or unreachable: try again later"),
     (ConnectResponseError, 11, "Connect answered something unexpected: report it with the id"),
     (ConnectError, 1, "see the message above"),
 ]
 EXIT_USAGE = 2
+EXIT_TIMED_OUT = 13
 EXIT_INTERRUPTED = 130
 
 #: Python argument names in library messages, and the options that set them.
@@ -103,11 +114,16 @@ def parse_subject(text: str) -> Subject:
     raise ValueError(f"--subject must be 'app' or 'user:ID', not {text!r}")
 
 
-def parse_scopes(text: str) -> list[str]:
-    """Comma- or space-separated scopes, as the Vercel CLI accepts them."""
+def parse_scopes(text: str | None) -> list[str] | None:
+    """Comma- or space-separated scopes, as the Vercel CLI accepts them; an empty
+    ``--scopes ""`` is the same as leaving it out, as in ``vercel connect token``."""
+    if text is None or not text.strip():
+        return None
     scopes = [s for s in re.split(r"[\s,]+", text) if s]
     if not scopes:
-        raise ValueError("--scopes is empty: give scopes like 'chat:write,channels:read'")
+        raise ValueError(
+            "scopes= holds only commas and spaces; write e.g. 'chat:write,channels:read'"
+        )
     return scopes
 
 
@@ -121,33 +137,74 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"connect-auth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("connector", help="connector uid (e.g. slack/acme-slack) or id")
+    common.add_argument(
+        "-s",
+        "--subject",
+        default="app",
+        help="who the token is for: 'app' (default) or 'user:ID'",
+    )
+    common.add_argument(
+        "--installation-id", help="installation to use ('*' for all; empty: left out)"
+    )
+    common.add_argument(
+        "--scopes", help="comma- or space-separated provider scopes (empty: left out)"
+    )
+    common.add_argument(
+        "-F",
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="'json': print the full response, and errors, as JSON on stdout",
+    )
+    common.add_argument("--json", action="store_true", help="the same as --format json")
+    common.add_argument("--base-url", help="Connect API origin (default: env or api.vercel.com)")
+    common.add_argument("--region", help="Vercel region id, giving api-<region>.vercel.com")
+    common.add_argument("--vercel-token", help="Vercel credential (default: OIDC lookup)")
+    common.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each Connect call and retry on stderr",
+    )
+    flow = argparse.ArgumentParser(add_help=False)
+    flow.add_argument(
+        "--device-code", action="store_true", help="use the device-code flow (print a code)"
+    )
+    flow.add_argument("--open", action="store_true", help="open the authorization URL")
+    flow.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for the user (default 600)"
+    )
+
     token = sub.add_parser(
         "token",
+        parents=[common, flow],
         help="print a provider token for a connector",
         description="Print a provider access token (like `vercel connect token`). The Vercel "
         "credential comes from --vercel-token, VERCEL_OIDC_TOKEN or .env.local.",
         epilog=EXIT_TABLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    token.add_argument("connector", help="connector uid (e.g. slack/acme-slack) or id")
     token.add_argument(
-        "-s",
-        "--subject",
-        default="app",
-        help="who the token is for: 'app' (default) or 'user:ID'",
-    )
-    token.add_argument("--installation-id", help="installation to use ('*' for all)")
-    token.add_argument("--scopes", help="comma- or space-separated provider scopes")
-    token.add_argument("--json", action="store_true", help="print the full response as JSON")
-    token.add_argument("--base-url", help="Connect API origin (default: env or api.vercel.com)")
-    token.add_argument("--region", help="Vercel region id, giving api-<region>.vercel.com")
-    token.add_argument("--vercel-token", help="Vercel credential (default: OIDC lookup)")
-    token.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
-    token.add_argument(
-        "-v",
-        "--verbose",
+        "-y",
+        "--yes",
         action="store_true",
-        help="log each Connect call and retry on stderr",
+        help="when the user has not authorized yet: start the authorization, open "
+        "the browser and wait for it",
+    )
+    authorize = sub.add_parser(
+        "authorize",
+        parents=[common, flow],
+        help="ask a user to authorize a connector, wait, and print the token",
+        description="Start user consent for a connector, print the URL to open (or the "
+        "device code to enter), wait until the user approves, then print the token.",
+        epilog=EXIT_TABLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    authorize.add_argument(
+        "--callback-url", help="where the browser returns after consent (https, or localhost)"
     )
 
     emulator = sub.add_parser(
@@ -174,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``connect-auth`` and ``python -m connect_auth``; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "token":
+        if args.command in ("token", "authorize"):
             return _token(args)
         if args.command == "emulator":
             return _emulator(args)
@@ -190,10 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    """``token`` and ``authorize``: one flow, where ``authorize`` starts consent first."""
+    as_json = args.json or args.format == "json"
+    say = _Say(args.command, as_json)
     progress = _Progress(verbose=args.verbose)
     try:
         subject = parse_subject(args.subject)
-        scopes = parse_scopes(args.scopes) if args.scopes is not None else None
+        options: TokenParamsOptions = {
+            "installation_id": args.installation_id or None,  # '' is left out, as in Vercel's
+            "scopes": parse_scopes(args.scopes),
+        }
         client = ConnectClient(
             base_url=args.base_url,
             region=args.region,
@@ -202,36 +265,104 @@ def _token(args: argparse.Namespace) -> int:
             retry=RetryPolicy(sleep=progress.retrying),
         )
     except (ValueError, TypeError) as exc:
-        print(f"connect-auth token: error: {cli_words(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    progress.start(client.base_url, args.connector)
-    try:
-        with client:
-            response = client.get_token_response(
-                args.connector,
-                subject=subject,
-                installation_id=args.installation_id,
-                scopes=scopes,
+        return say.usage(exc)
+    with client:
+        try:
+            if args.command == "authorize":
+                response = _authorize(client, args, subject, options, progress)
+            else:
+                try:
+                    progress.start(f"waiting for Connect at {client.base_url}", args.connector)
+                    response = client.get_token_response(args.connector, subject=subject, **options)
+                except UserAuthorizationRequiredError:
+                    if not args.yes:
+                        raise
+                    progress.stop()
+                    args.open = True
+                    response = _authorize(client, args, subject, options, progress)
+        except (ValueError, TypeError) as exc:
+            progress.stop()
+            return say.usage(exc)
+        except TimeoutError as exc:
+            progress.stop()
+            return say.failure(
+                "TimeoutError", str(exc), EXIT_TIMED_OUT, "run it again, and approve sooner"
             )
-    except (ValueError, TypeError) as exc:
-        progress.stop()
-        print(f"connect-auth token: error: {cli_words(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConnectError as exc:
-        progress.stop()
-        code, hint = next((c, h) for cls, c, h in EXIT_CODES if isinstance(exc, cls))
-        where = f" [request id {exc.request_id}]" if exc.request_id else ""
-        if isinstance(exc, ConnectUnavailableError):
-            where += f" (Connect at {client.base_url})"
-        print(f"connect-auth token: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
-        print(f"  what to do: {hint}", file=sys.stderr)
-        return code
+        except ConnectError as exc:
+            progress.stop()
+            code, hint = next((c, h) for cls, c, h in EXIT_CODES if isinstance(exc, cls))
+            where = f" [request id {exc.request_id}]" if exc.request_id else ""
+            if isinstance(exc, ConnectUnavailableError):
+                where += f" (Connect at {client.base_url})"
+            return say.failure(type(exc).__name__, f"{exc}{where}", code, hint, exc)
     progress.stop()
-    if args.json:
-        print(json.dumps(response.to_dict(), indent=2))
-    else:
-        print(response.token)
+    say.token(response)
     return 0
+
+
+def _authorize(
+    client: ConnectClient,
+    args: argparse.Namespace,
+    subject: Subject,
+    options: TokenParamsOptions,
+    progress: _Progress,
+) -> TokenResponse:
+    """Start consent, show where to approve it, and wait for the token."""
+    request = client.start_authorization(
+        args.connector,
+        subject=subject,
+        device_code=True if args.device_code else None,
+        callback_url=getattr(args, "callback_url", None),
+        installation_id=options.get("installation_id"),
+        scopes=options.get("scopes"),
+    )
+    if request.device_code:
+        print(f"Open {request.url} and enter the code: {request.device_code}", file=sys.stderr)
+    else:
+        print(f"Open this URL to authorize {args.connector}:\n  {request.url}", file=sys.stderr)
+    if args.open:
+        webbrowser.open(request.url)  # honours $BROWSER
+    progress.start("waiting for the authorization", args.connector)
+    return client.wait_for_authorization(
+        args.connector,
+        subject=subject,
+        timeout=args.wait,
+        **options,
+    )
+
+
+class _Say:
+    """What the command prints at the end: the token, or the error, as text or JSON."""
+
+    def __init__(self, command: str, as_json: bool) -> None:
+        self.command = command
+        self.as_json = as_json
+
+    def token(self, response: TokenResponse) -> None:
+        print(json.dumps(response.to_dict(), indent=2) if self.as_json else response.token)
+
+    def usage(self, exc: Exception) -> int:
+        return self.failure("UsageError", cli_words(str(exc)), EXIT_USAGE, "see --help")
+
+    def failure(
+        self, kind: str, message: str, code: int, hint: str, exc: ConnectError | None = None
+    ) -> int:
+        if self.as_json:
+            error: dict[str, object] = {
+                "type": kind,
+                "message": message,
+                "exitCode": code,
+                "hint": hint,
+            }
+            if exc is not None:
+                error.update(code=exc.code, status=exc.status, requestId=exc.request_id)
+            print(json.dumps({"error": error}, indent=2))
+        elif kind == "UsageError":
+            print(f"connect-auth {self.command}: error: {message}", file=sys.stderr)
+        else:
+            print(f"connect-auth {self.command}: {kind}: {message}", file=sys.stderr)
+            print(f"  what to do: {hint}", file=sys.stderr)
+        return code
 
 
 class _Progress:
@@ -253,10 +384,12 @@ class _Progress:
             logger.addHandler(handler)
             logger.setLevel(logging.DEBUG)
 
-    def start(self, base_url: str, connector: str) -> None:
-        self._where = base_url
+    def start(self, waiting_for: str, connector: str) -> None:
+        """Tick ``waiting_for`` with the elapsed time on a terminal until `stop`."""
+        self._where = waiting_for
+        self._done.clear()
         if self.verbose:
-            print(f"requesting a {connector} token from Connect at {base_url}", file=sys.stderr)
+            print(f"{connector}: {waiting_for}", file=sys.stderr)
         if self.live:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()
@@ -274,13 +407,17 @@ class _Progress:
         self._done.set()
         if self._ticker is not None:
             self._ticker.join()
+            self._ticker = None
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
     def _tick(self) -> None:
         start = time.monotonic()
+        spinner = "|/-\\"
+        turn = 0
         while not self._done.wait(0.5 if time.monotonic() - start > 1 else 1.0):
+            turn += 1
             self._line(
-                f"waiting for Connect at {self._where}: {time.monotonic() - start:.0f} s "
+                f"{spinner[turn % 4]} {self._where}: {time.monotonic() - start:.0f} s "
                 f"(attempt {self.attempt} of {self.max_attempts})"
             )
 

@@ -9,10 +9,12 @@
         client.get_token("slack/acme-slack", subject={"type": "app"})
 
 It is a real HTTP/1.1 server on loopback (keep-alive, one thread per
-connection) serving the Connect token, revoke and metadata endpoints, an OAuth 2
-token endpoint at ``/oauth/token`` (client id = connector, client secret = OIDC
-token; Connect's OAuth-server face, used by the peer benchmarks), plus a fake
-provider API at ``/provider/{connector}/...`` that accepts only live tokens.
+connection) serving the Connect token, revoke, metadata, authorize and install
+endpoints, the consent and device-code pages a user approves or denies, its own
+JWKS at ``/.well-known/jwks`` (for webhook verification), an OAuth 2 token
+endpoint at ``/oauth/token`` (client id = connector, client secret = OIDC token;
+Connect's OAuth-server face, used by the peer benchmarks), plus a fake provider
+API at ``/provider/{connector}/...`` that accepts only live tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import html
 import json
 import secrets
 import selectors
@@ -32,7 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+import httpx
 
 try:
     from joserfc import jwt
@@ -43,7 +48,9 @@ except ImportError as exc:  # an optional extra: say how to get it
         "the Connect emulator needs joserfc: pip install 'connect-auth[testing]'"
     ) from exc
 
+from ._emulator_oauth import OAuthGrant, OAuthServer
 from ._emulator_state import (
+    AuthorizationFlow,
     Call,
     ConnectorSpec,
     EmulatorState,
@@ -59,11 +66,13 @@ from ._retry import RetryPolicy
 
 __all__ = [
     "FAST_RETRY",
+    "AuthorizationFlow",
     "Call",
     "ConnectEmulator",
     "ConnectorSpec",
     "Installation",
     "IssuedToken",
+    "OAuthGrant",
     "ProviderCall",
 ]
 
@@ -74,6 +83,9 @@ _TOKEN_PREFIX = "/v1/connect/token/"
 _CONNECTORS_PREFIX = "/v1/connect/connectors/"
 _PROVIDER_PREFIX = "/provider/"
 _OAUTH_PATH = "/oauth/token"
+_OAUTH_PAGES = ("/oauth/authorize", "/oauth/userinfo", "/oauth/revoke")
+_JWKS_PATH = "/.well-known/jwks"
+_FLOW_ROUTES = {"/v1/connect/authorize/": "authorize", "/v1/connect/install/": "install"}
 
 
 #: Retries that wait milliseconds, not seconds: the pytest fixture's default client
@@ -107,7 +119,8 @@ class ConnectEmulator:
 
     Controls (all thread-safe): `revoke`, `expire_all`,
     `fail_next`, `drop_next`, `stall_next`, `latency`,
-    `revoke_grant`; logs: `calls`, `provider_calls`.
+    `revoke_grant`, `approve`, `deny`; webhooks: `deliver_webhook`;
+    logs: `calls`, `provider_calls`, `authorization_flows`.
     """
 
     def __init__(
@@ -131,6 +144,9 @@ class ConnectEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: How many times the JWKS was fetched (webhook verification caches it).
+        self.jwks_requests = 0
+        self.oauth = OAuthServer()
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> ConnectEmulator:
@@ -249,6 +265,60 @@ class ConnectEmulator:
             return None
         return dict(decoded.claims)
 
+    @property
+    def issuer(self) -> str:
+        """The issuer of the OIDC tokens this emulator signs."""
+        return ISSUER
+
+    @property
+    def jwks_url(self) -> str:
+        """Where this emulator publishes its signing key (pass it to
+        `connect_auth.verify_connect_webhook` as ``jwks_url=``)."""
+        return self.url + _JWKS_PATH
+
+    def jwks(self) -> dict[str, Any]:
+        """The public signing key set served at `jwks_url`."""
+        public = self._key.as_dict(private=False)
+        return {"keys": [{**public, "kid": "emulator", "alg": "RS256", "use": "sig"}]}
+
+    def deliver_webhook(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        project_id: str | None = None,
+        environment: str | None = None,
+        owner_id: str | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        """POST ``payload`` to ``url`` as Connect forwards a webhook: JSON, with a fresh
+        OIDC token of this emulator as the bearer (or ``token``, to test refusals).
+
+        Returns the app's answer.
+        """
+        bearer = (
+            token
+            if token is not None
+            else self.oidc_token(project_id=project_id, owner_id=owner_id, environment=environment)
+        )
+        return httpx.post(
+            url,
+            json=dict(payload),
+            headers={"Authorization": f"Bearer {bearer}", "User-Agent": "vercel-connect-emulator"},
+            timeout=10.0,
+        )
+
+    @property
+    def oauth_url(self) -> str:
+        """The origin of the emulator's OAuth server face (``/oauth/authorize``,
+        ``/oauth/token``, ``/oauth/userinfo``, ``/oauth/revoke``): pass it as
+        ``oauth_base_url=`` or ``CONNECT_AUTH_OAUTH_URL``."""
+        return self.url
+
+    def oauth_grants(self) -> list[OAuthGrant]:
+        """Every sign-in a user approved on the OAuth consent page."""
+        return list(self.oauth.grants)
+
     def export_lines(self) -> list[str]:
         """Shell lines that point an app at this emulator."""
         return [
@@ -281,12 +351,31 @@ class ConnectEmulator:
         """Expire every issued token now."""
         return self.state.expire_all()
 
+    def approve(self, request: str | Any) -> AuthorizationFlow:
+        """Approve a pending authorization or installation, as the user would on its
+        page. ``request``: the `connect_auth.AuthorizationRequest` or its id."""
+        return self.state.decide(_flow_id(request), approve=True)
+
+    def deny(self, request: str | Any) -> AuthorizationFlow:
+        """Deny a pending authorization or installation, as the user would."""
+        return self.state.decide(_flow_id(request), approve=False)
+
+    def authorization_flows(self) -> list[AuthorizationFlow]:
+        """Every authorization and installation request so far."""
+        return self.state.all_flows()
+
     def fail_next(
-        self, n: int = 1, *, status: int = 503, retry_after: str | float | None = None
+        self,
+        n: int = 1,
+        *,
+        status: int = 503,
+        retry_after: str | float | None = None,
+        code: str | None = None,
     ) -> None:
-        """Answer the next ``n`` Connect API calls with ``status`` (and ``Retry-After``)."""
+        """Answer the next ``n`` Connect API calls with ``status`` (and ``Retry-After``);
+        the error ``code`` defaults to ``server_error`` (5xx) or ``rate_limited``."""
         ra = None if retry_after is None else str(retry_after)
-        self.state.add_faults([Fault("status", status=status, retry_after=ra)] * n)
+        self.state.add_faults([Fault("status", status=status, retry_after=ra, code=code)] * n)
 
     def drop_next(self, n: int = 1) -> None:
         """Close the connection of the next ``n`` Connect API calls without answering."""
@@ -493,6 +582,16 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(_PROVIDER_PREFIX):
             self._provider(emulator, path, parse_qs(parts.query), body)
             return
+        if path == _JWKS_PATH and self.command == "GET":
+            emulator.jwks_requests += 1
+            self._send(200, emulator.jwks())
+            return
+        if path.startswith("/connect/"):
+            self._consent_page(emulator, path, body)
+            return
+        if path in _OAUTH_PAGES:
+            self._oauth_face(emulator, path, parts.query, body)
+            return
         route = (
             ("oauth_token", "")
             if path == _OAUTH_PATH and self.command == "POST"
@@ -508,6 +607,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "POST" and path.startswith(_TOKEN_PREFIX):
             segment = path[len(_TOKEN_PREFIX) :]
             return ("token", unquote(segment)) if "/" not in segment else None
+        for prefix, kind in _FLOW_ROUTES.items():
+            if self.command == "POST" and path.startswith(prefix):
+                segment = path[len(prefix) :]
+                return (kind, unquote(segment)) if "/" not in segment else None
         if path.startswith(_CONNECTORS_PREFIX):
             rest = path[len(_CONNECTORS_PREFIX) :]
             if self.command == "DELETE" and rest.endswith("/tokens") and rest.count("/") == 1:
@@ -528,6 +631,15 @@ class _Handler(BaseHTTPRequestHandler):
             connector, secret = _oauth_client(auth, body)
             params: Any = {"subject": {"type": "app"}}
             identity = emulator.verify_oidc(secret) if secret else None
+            form = _form(body)
+            if fault is None and emulator.oauth.handles(form):  # a sign-in, not an app token
+                status, answer = emulator.oauth.token(form, connector, identity is not None)
+                state.log_call(
+                    Call(endpoint, connector, None, {"grant_type": form["grant_type"]},
+                         _public_identity(identity), status, None, time.time())
+                )  # fmt: skip
+                self._send(status, answer, {"Cache-Control": "no-store"})
+                return
         else:
             try:
                 params = json.loads(body) if body else {}
@@ -558,7 +670,8 @@ class _Handler(BaseHTTPRequestHandler):
                     fault.status,
                     {
                         "error": {
-                            "code": "server_error" if fault.status >= 500 else "rate_limited",
+                            "code": fault.code
+                            or ("server_error" if fault.status >= 500 else "rate_limited"),
                             "message": "injected fault",
                         }
                     },
@@ -585,6 +698,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = state.issue(connector, params, identity)
         elif endpoint == "revoke":
             status, answer = state.revoke_tokens(connector, params, identity)
+        elif endpoint in ("authorize", "install"):
+            status, answer = state.start_flow(endpoint, connector, params, identity, emulator.url)
         else:
             status, answer = state.metadata(connector, identity)
         log(status)
@@ -652,7 +767,122 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(status, answer, headers)
 
+    def _oauth_face(self, emulator: ConnectEmulator, path: str, query: str, body: bytes) -> None:
+        """Sign-in via Connect: the consent page, userinfo and revocation."""
+        oauth = emulator.oauth
+        if path == "/oauth/userinfo":
+            auth = self.headers.get("Authorization", "")
+            status, answer = oauth.userinfo(auth[7:] if auth.startswith("Bearer ") else None)
+            self._send(status, answer)
+            return
+        if path == "/oauth/revoke":
+            status, answer = oauth.revoke(_form(body).get("token", ""))
+            self._send(status, answer)
+            return
+        params = _form(body) if self.command == "POST" else {
+            k: v[0] for k, v in parse_qs(query).items()
+        }  # fmt: skip
+        problem = oauth.check_authorize(params, lambda c: c in emulator.state.connectors)
+        if problem is not None:
+            self._page(400, "Invalid sign-in request", f"<p>{html.escape(problem)}</p>")
+            return
+        if self.command == "POST":
+            sep = "&" if "?" in params["redirect_uri"] else "?"
+            back = {"state": params["state"]} if "state" in params else {}
+            if params.get("decision") == "approve":
+                grant = oauth.approve(params, params.get("user", "").strip() or "u_alice")
+                back = {"code": grant.code, **back}
+            else:
+                back = {"error": "access_denied", **back}
+            self._redirect(params["redirect_uri"] + sep + urlencode(back))
+            return
+        hidden = "".join(
+            f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
+            for k, v in params.items()
+        )
+        self._page(
+            200,
+            f"Sign in to the app with {html.escape(params['client_id'])}",
+            f"<form method='post' action='/oauth/authorize'>{hidden}"
+            "<label>Signed in as <input name='user' id='user' value='u_alice'></label>"
+            f"<p>The app asks for: {html.escape(params.get('scope', ''))}</p>"
+            "<button name='decision' value='approve' id='approve'>Allow</button> "
+            "<button name='decision' value='deny' id='deny'>Deny</button></form>",
+        )
+
+    def _consent_page(self, emulator: ConnectEmulator, path: str, body: bytes) -> None:
+        """The pages a user sees: ``/connect/{authorize,install}/{id}`` (approve or
+        deny) and ``/connect/device`` (enter a device code)."""
+        state = emulator.state
+        form = _form(body)
+        if path == "/connect/device":
+            if self.command == "POST":
+                flow = state.flow_for_device_code(form.get("user_code", ""))
+                if flow is not None:
+                    self._redirect(f"/connect/{flow.kind}/{flow.id}")
+                    return
+                self._page(400, "Unknown code", "<p>That code is not valid. Try again.</p>"
+                           + _DEVICE_FORM)  # fmt: skip
+                return
+            self._page(200, "Connect a device", _DEVICE_FORM)
+            return
+        kind, _, flow_id = path[len("/connect/") :].partition("/")
+        flow = state.flow(flow_id)
+        if flow is None or flow.kind != kind:
+            self._page(404, "Not found", "<p>No such authorization request.</p>")
+            return
+        if self.command == "POST":
+            try:
+                flow = state.decide(flow_id, approve=form.get("decision") == "approve")
+            except ValueError as exc:
+                self._page(409, "Already decided", f"<p>{html.escape(str(exc))}</p>")
+                return
+            if flow.return_url:
+                outcome = {"status": "success"} if flow.status == "approved" else {
+                    "status": "error", "error": "access_denied"
+                }  # fmt: skip
+                sep = "&" if "?" in flow.return_url else "?"
+                self._redirect(flow.return_url + sep + urlencode({**outcome, "request": flow.id}))
+                return
+            done = "approved" if flow.status == "approved" else "denied"
+            self._page(200, f"Request {done}", f"<p id='outcome'>You {done} the request. "
+                       "You can close this window.</p>")  # fmt: skip
+            return
+        spec = state.connectors.get(flow.connector)
+        who = (
+            html.escape(str(flow.subject.get("id") or flow.subject.get("type")))
+            if flow.subject
+            else "your organization"
+        )
+        action = "install" if kind == "install" else "connect"
+        self._page(
+            200,
+            f"Authorize {html.escape(spec.name if spec and spec.name else flow.connector)}",
+            f"<p>Allow this app to {action} <b>{html.escape(flow.connector)}</b> for "
+            f"<b>{who}</b>?</p>"
+            f"<form method='post'><button name='decision' value='approve' id='approve'>"
+            f"Approve</button> <button name='decision' value='deny' id='deny'>Deny</button>"
+            "</form>",
+        )
+
     # -- I/O helpers ------------------------------------------------------------------
+
+    def _page(self, status: int, title: str, content: str) -> None:
+        data = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1>{content}</body></html>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(303)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -690,9 +920,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
+_DEVICE_FORM = (
+    "<form method='post' action='/connect/device'><label>Code "
+    "<input name='user_code' id='user_code' autocomplete='off'></label> "
+    "<button id='continue'>Continue</button></form>"
+)
+
+
+def _flow_id(request: object) -> str:
+    """The id of an `AuthorizationRequest`, or the id itself."""
+    flow_id = getattr(request, "request", request)
+    if not isinstance(flow_id, str):
+        raise TypeError("pass an AuthorizationRequest or its request id")
+    return flow_id
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body, first value of each field."""
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
 def _oauth_client(authorization: str, body: bytes) -> tuple[str, str | None]:
     """``(connector, oidc token)`` from HTTP Basic or form client credentials."""
-    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    form = _form(body)
     client_id, secret = form.get("client_id", ""), form.get("client_secret")
     if authorization.startswith("Basic "):
         with contextlib.suppress(ValueError, UnicodeDecodeError):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -54,3 +57,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Every async test runs on asyncio and on trio.
     if "anyio_backend" in metafunc.fixturenames:
         metafunc.parametrize("anyio_backend", ["asyncio", "trio"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed by the suite itself on a machine without it (CI
+    starts from a fresh machine; Debian's packages are reachable there)."""
+    path = shutil.which("chromium")
+    if path is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+        done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
+        if done.returncode != 0:  # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
+                           timeout=600, check=False)  # fmt: skip
+            done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
+        path = shutil.which("chromium")
+        assert path is not None, f"could not install chromium: {done.stderr.decode()[-2000:]}"
+    return path

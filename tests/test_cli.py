@@ -162,10 +162,9 @@ def test_dotenv_local_is_read(emu: ConnectEmulator, tmp_path: Path) -> None:
     [
         (["token", SLACK, "--subject", "user"], "user:USER_ID"),
         (["token", SLACK, "--subject", "robot"], "'app' or 'user:ID'"),
-        (["token", SLACK, "--scopes", " , "], "--scopes is empty"),
+        (["token", SLACK, "--scopes", " , "], "--scopes holds only commas and spaces"),
         (["token", SLACK, "--base-url", "http://example.com"], "plain http"),
         (["token", ""], "connector"),
-        (["token", SLACK, "--installation-id", ""], "--installation-id"),
     ],
 )
 def test_usage_errors(env: dict[str, str], args: list[str], fragment: str) -> None:
@@ -246,12 +245,13 @@ def test_demo_runs_every_section() -> None:
     """The README's first command: exit 0, every section reached, every check ok."""
     out = run("demo", timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
-    for n in range(1, 7):
-        assert f"[{n}/6]" in out.stdout
-    assert "FAIL" not in out.stdout and out.stdout.count("    ok   ") == 9
+    for n in range(1, 8):
+        assert f"[{n}/7]" in out.stdout
+    assert "FAIL" not in out.stdout and out.stdout.count("    ok   ") == 11
     assert "refreshed once, resent" in out.stdout
     assert "503, 503, 503, then 200" in out.stdout
-    assert "All 6 sections passed" in out.stdout
+    assert "All 7 sections passed" in out.stdout
+    assert "start_authorization -> send the user to" in out.stdout
     assert "emu_slack_" in out.stdout and "redacted" in out.stdout
 
 
@@ -264,7 +264,7 @@ def test_verbose_names_connect_and_each_retry(emu: ConnectEmulator, env: dict[st
     out = run("token", SLACK, "-v", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith("emu_slack_")
-    assert f"token from Connect at {emu.url}" in out.stderr
+    assert f"{SLACK}: waiting for Connect at {emu.url}" in out.stderr
     assert "attempt 1 of 4 failed; retrying in" in out.stderr
 
 
@@ -325,3 +325,114 @@ def test_a_terminal_sees_the_wait_tick(emu: ConnectEmulator, env: dict[str, str]
     assert proc.returncode == 0 and out.strip().startswith("emu_slack_")
     assert f"waiting for Connect at {emu.url}".encode() in seen
     assert b"(attempt 1 of 4)" in seen
+
+
+# -- consent from the command line -------------------------------------------------------
+
+
+def _approving_browser(tmp_path: Path, decision: str = "approve") -> str:
+    """A $BROWSER that acts as the user: it opens the URL and clicks the decision."""
+    script = tmp_path / "browser.py"
+    script.write_text(
+        f"import sys, httpx\nhttpx.post(sys.argv[1], data={{'decision': {decision!r}}})\n"
+    )
+    return f"{sys.executable} {script} %s"
+
+
+def test_authorize_opens_the_page_waits_and_prints_the_token(
+    emu: ConnectEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = run(
+        "authorize", SLACK, "--subject", "user:u_carol", "--open",
+        env={**env, "BROWSER": _approving_browser(tmp_path)}, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("emu_slack_")
+    assert "Open this URL to authorize slack/acme-slack:" in out.stderr
+    flow = emu.authorization_flows()[-1]
+    assert flow.status == "approved" and flow.subject == {"type": "user", "id": "u_carol"}
+    assert f"/connect/authorize/{flow.id}" in out.stderr
+
+
+def test_authorize_with_a_device_code_prints_the_code(
+    emu: ConnectEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The code is printed at once; the user approves elsewhere; the JSON answer follows."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connect_auth", "authorize", SLACK, "-s", "user:u_dev",
+         "--device-code", "-F", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env}, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "enter the code:" in line
+    code = line.rsplit(" ", 1)[1].strip()
+    flow = emu.state.flow_for_device_code(code)
+    assert flow is not None
+    emu.approve(flow.id)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert json.loads(out)["externalSubject"] == "user:u_dev"
+
+
+def test_authorize_denied_and_timed_out_exit_codes(
+    emu: ConnectEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    denied = run(
+        "authorize", SLACK, "-s", "user:u_no", "--open",
+        env={**env, "BROWSER": _approving_browser(tmp_path, "deny")}, cwd=tmp_path,
+    )  # fmt: skip
+    assert denied.returncode == 12, denied.stderr
+    assert "AuthorizationDeniedError" in denied.stderr
+    late = run("authorize", SLACK, "-s", "user:u_late", "--wait", "0.5", env=env, cwd=tmp_path)
+    assert late.returncode == 13, late.stderr
+    assert "no authorization for slack/acme-slack within 0.5 s" in late.stderr
+
+
+def test_token_yes_starts_the_authorization_when_needed(
+    emu: ConnectEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    without = run("token", SLACK, "-s", "user:u_yes", env=env, cwd=tmp_path)
+    assert without.returncode == 8 and "--yes" in without.stderr
+    out = run(
+        "token", SLACK, "-s", "user:u_yes", "-y",
+        env={**env, "BROWSER": _approving_browser(tmp_path)}, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("emu_slack_")
+
+
+def test_empty_scopes_and_installation_id_are_left_out(
+    emu: ConnectEmulator, env: dict[str, str]
+) -> None:
+    """As `vercel connect token` does: an empty value is not sent."""
+    out = run("token", SLACK, "--scopes", "", "--installation-id", "", env=env)
+    assert out.returncode == 0, out.stderr
+    assert emu.calls[-1].params == {"subject": {"type": "app"}, "scopes": ["*"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "kind"),
+    [
+        (["token", "slack/nope", "-F", "json"], 4, "ConnectorNotFoundError"),
+        (["token", SLACK, "-s", "robot", "--format", "json"], 2, "UsageError"),
+        (["token", SLACK, "-s", "user:u_zed", "--json"], 8, "UserAuthorizationRequiredError"),
+    ],
+)
+def test_errors_under_json_format_are_json(
+    env: dict[str, str], args: list[str], exit_code: int, kind: str
+) -> None:
+    out = run(*args, env=env)
+    assert out.returncode == exit_code
+    error = json.loads(out.stdout)["error"]
+    assert error["type"] == kind and error["exitCode"] == exit_code
+    assert error["message"] and error["hint"]
+
+
+def test_authorize_help_lists_its_flags() -> None:
+    out = run("authorize", "--help")
+    assert out.returncode == 0
+    for flag in ("--subject", "--device-code", "--open", "--wait", "--callback-url", "--format"):
+        assert flag in out.stdout
+    assert "12  authorization denied" in out.stdout

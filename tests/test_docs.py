@@ -56,12 +56,15 @@ def test_python_example_runs(
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     exec(compile(_localize(code, connect_emulator), "<docs>", "exec"), namespace)
     for name, fn in list(namespace.items()):
+        if not name.startswith("test_") or not callable(fn):
+            continue
         # A test configured by the connect_emulator marker runs in tests/test_fixture.py's
         # inner pytest sessions; here it is only defined.
         marked = any(m.name == "connect_emulator" for m in getattr(fn, "pytestmark", []))
-        if name.startswith("test_") and callable(fn) and not marked:
+        if not marked:
             params = inspect.signature(fn).parameters
-            kwargs = {"connect_emulator": connect_emulator} if "connect_emulator" in params else {}
+            fixtures = {"connect_emulator": connect_emulator, "monkeypatch": monkeypatch}
+            kwargs = {name: value for name, value in fixtures.items() if name in params}
             result = fn(**kwargs)
             if inspect.iscoroutine(result):
                 asyncio.run(result)

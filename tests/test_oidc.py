@@ -9,20 +9,69 @@ from typing import Any
 import pytest
 
 from connect_auth import (
+    ConnectClient,
     OidcASGIMiddleware,
     OidcTokenError,
     OidcWSGIMiddleware,
     oidc_token_scope,
 )
 from connect_auth._oidc import parse_dotenv, resolve_credential
-from connect_auth.testing import ConnectEmulator
+from connect_auth.testing import ConnectEmulator, ConnectorSpec
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv("VERCEL_OIDC_TOKEN", raising=False)
+    monkeypatch.delenv("VERCEL_OIDC_TOKEN_FILE", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def test_token_file_beats_env_and_is_read_again_when_it_changes(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VERCEL_OIDC_TOKEN_FILE (a mounted, rotated token) comes before VERCEL_OIDC_TOKEN,
+    as in @vercel/oidc 4.x; a rewritten file is picked up on the next call."""
+    token_file = clean_env / "oidc-token"
+    token_file.write_text("first-token\n")
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN_FILE", str(token_file))
+    now = time.time()
+    assert resolve_credential(None, now=now).value == "first-token"
+    token_file.write_text("second-token-longer\n")  # a new size: changed even on coarse mtimes
+    assert resolve_credential(None, now=now).value == "second-token-longer"
+    with oidc_token_scope("from-header"):
+        assert resolve_credential(None, now=now).value == "from-header"
+    monkeypatch.delenv("VERCEL_OIDC_TOKEN_FILE")
+    assert resolve_credential(None, now=now).value == "from-env"
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n"])
+def test_a_token_file_that_cannot_be_used_is_an_error_naming_it(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, content: str | None
+) -> None:
+    token_file = clean_env / "oidc-token"
+    if content is not None:
+        token_file.write_text(content)
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")  # never silently used instead
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN_FILE", str(token_file))
+    with pytest.raises(OidcTokenError, match=r"VERCEL_OIDC_TOKEN_FILE names .*oidc-token"):
+        resolve_credential(None, now=time.time())
+
+
+def test_a_client_fetches_with_the_token_file(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ConnectEmulator() as emu:
+        token_file = clean_env / "oidc-token"
+        token_file.write_text(emu.oidc_token(project_id="prj_file"))
+        monkeypatch.setenv("VERCEL_OIDC_TOKEN", emu.oidc_token())
+        monkeypatch.setenv("VERCEL_OIDC_TOKEN_FILE", str(token_file))
+        emu.add_connector(ConnectorSpec(uid="notion/acme", links={"prj_file": ["development"]}))
+        with ConnectClient(base_url=emu.url) as client:
+            assert client.get_token("notion/acme", subject={"type": "app"})
+        assert emu.calls[-1].identity is not None
+        assert emu.calls[-1].identity["project_id"] == "prj_file"
 
 
 def test_explicit_beats_scope_beats_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,12 +7,16 @@ import json
 import pytest
 
 from connect_auth import (
+    AuthorizationDeniedError,
+    AuthorizationExpiredError,
+    AuthorizationPendingError,
     ClientNotEnabledForEnvironmentError,
     ClientNotLinkedToProjectError,
     ConnectError,
     ConnectorInstallationRequiredError,
     ConnectorNotFoundError,
     ConnectResponseError,
+    InvalidGrantError,
     NoValidTokenError,
     OidcTokenError,
     UserAuthorizationRequiredError,
@@ -135,10 +139,38 @@ def test_not_found_outside_connector_calls_stays_generic() -> None:
     assert type(err) is ConnectError
 
 
-def test_long_bodies_are_shortened() -> None:
-    """Error text is bounded: a huge body cannot flood logs."""
-    err = error_from_response(400, "", b"x" * 100_000)
-    assert len(str(err)) < 400
+def test_long_messages_are_kept_whole() -> None:
+    """As in the TypeScript SDK, messages are not cut (answers are capped at 1 MiB
+    before they are read, so a body cannot flood a log without bound)."""
+    long = "why " * 200
+    err = error_from_response(400, "", json.dumps({"error": {"message": long}}).encode())
+    assert err.message == long
+    raw = error_from_response(400, "Bad Request", b"x" * 5000)
+    assert raw.message == "Failed to get token: 400 Bad Request - " + "x" * 5000
+
+
+def test_typed_errors_without_a_message_show_the_body() -> None:
+    body = b'{"error": {"code": "no_token"}}'
+    err = error_from_response(410, "Gone", body)
+    assert isinstance(err, NoValidTokenError)
+    assert err.message == body.decode()
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("authorization_pending", AuthorizationPendingError),
+        ("slow_down", AuthorizationPendingError),
+        ("access_denied", AuthorizationDeniedError),
+        ("expired_token", AuthorizationExpiredError),
+        ("invalid_grant", InvalidGrantError),
+    ],
+)
+def test_authorization_codes_map_to_their_classes(code: str, cls: type[ConnectError]) -> None:
+    err = error_from_response(400, "Bad Request", _err(code, "wait"))
+    assert type(err) is cls
+    assert err.code == code
+    assert err.message == "wait"
 
 
 @pytest.mark.parametrize(

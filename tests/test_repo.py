@@ -83,7 +83,7 @@ def test_py_typed_is_shipped() -> None:
 def test_every_error_subclasses_connect_error() -> None:
     """One error root."""
     errors = [getattr(connect_auth, n) for n in connect_auth.__all__ if n.endswith("Error")]
-    assert len(errors) == 10
+    assert len(errors) == 15
     assert all(issubclass(e, connect_auth.ConnectError) for e in errors)
 
 
@@ -96,12 +96,26 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         ("niquests", "niquests", "niquests"),
         ("redis", "redis", "redis"),
         ("testing", "joserfc", "testing"),
+        ("authlib", "authlib", "authlib"),
     ):
         monkeypatch.setitem(sys.modules, library, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
         with pytest.raises(ImportError, match=rf"connect-auth\[{extra}\]"):
             importlib.import_module(f"connect_auth.{module}")
         monkeypatch.undo()
+
+
+def test_webhook_verification_without_joserfc_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "joserfc", None)
+    with pytest.raises(ImportError, match=r"connect-auth\[webhooks\]"):
+        connect_auth.verify_connect_webhook(
+            {"Authorization": "Bearer a.b.c"},
+            project_id="prj",
+            environment="production",
+            jwks_url="http://127.0.0.1:9/jwks",
+        )
 
 
 def test_requests_runs_on_the_real_urllib3() -> None:
@@ -135,7 +149,9 @@ EXTRAS = {
     "niquests.py": {"niquests"},
     "redis.py": {"redis", "anyio"},
     "_sealed.py": {"cryptography"},
-    "testing.py": {"joserfc"},
+    "testing.py": {"joserfc", "httpx"},
+    "_webhooks.py": {"joserfc", "httpx"},
+    "authlib.py": {"authlib"},
     "_demo.py": {"httpx", "requests"},
 }
 #: Imported only inside a running trio event loop (the caller's own trio).

@@ -1,0 +1,554 @@
+"""Verifying webhooks that Vercel Connect forwards to your app (decision 0.9).
+
+Connect calls your endpoint with ``Authorization: Bearer <Vercel OIDC token>``.
+A delivery is genuine when that token is an RS256 JWT signed by a key of Vercel's
+JWKS, from Vercel's issuer, unexpired, and minted for this project and
+environment. Everything that can be checked without the network is checked
+first; the JWKS is cached per URL and fetched again at most once for an unknown
+key id, no more often than every `REFETCH_INTERVAL` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._config import is_loopback_host
+from ._errors import WebhookVerificationError
+
+__all__ = [
+    "DEFAULT_ISSUER",
+    "DEFAULT_JWKS_URL",
+    "REFETCH_INTERVAL",
+    "WebhookASGIMiddleware",
+    "WebhookClaims",
+    "WebhookWSGIMiddleware",
+    "averify_connect_webhook",
+    "verify_connect_webhook",
+]
+
+log = logging.getLogger("connect_auth")
+
+DEFAULT_ISSUER = "https://oidc.vercel.com"
+DEFAULT_JWKS_URL = "https://oidc.vercel.com/.well-known/jwks"
+#: Fewest seconds between two JWKS fetches caused by unknown key ids.
+REFETCH_INTERVAL = 10.0
+#: A cached JWKS older than this is fetched again before use.
+JWKS_MAX_AGE = 3600.0
+#: Seconds of clock skew accepted on ``exp``, ``nbf`` and ``iat``.
+LEEWAY = 30.0
+_TEAM_ISSUER = re.compile(r"https://oidc\.vercel\.com/[A-Za-z0-9][A-Za-z0-9_-]*")
+_MAX_JWKS_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookClaims:
+    """Who sent a verified webhook delivery.
+
+    Attributes:
+        project_id: the Vercel project the token was minted for.
+        environment: its environment (``production``, ``preview``, ``development``...).
+        owner_id: the team that owns the project.
+        issuer: the token's issuer.
+        subject: the token's ``sub``.
+        claims: the whole verified payload.
+    """
+
+    project_id: str
+    environment: str
+    owner_id: str | None
+    issuer: str
+    subject: str | None
+    claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    project_id: str
+    environment: str
+    owner_id: str | None
+    audience: str | None
+    issuer: str | None  # None: Vercel's global or team issuer
+    jwks_url: str
+
+
+def verify_connect_webhook(
+    headers_or_request: object,
+    *,
+    project_id: str | None = None,
+    environment: str | None = None,
+    owner_id: str | None = None,
+    audience: str | None = None,
+    issuer: str | None = None,
+    jwks_url: str | None = None,
+) -> WebhookClaims:
+    """Check that a request is a webhook delivery from Vercel Connect for this app.
+
+    Args:
+        headers_or_request: the request's headers (any mapping; names in any case),
+            or a request object with ``.headers`` (httpx, Starlette/FastAPI,
+            Django, Flask, requests).
+        project_id: the project the delivery must be for; default
+            ``VERCEL_PROJECT_ID``.
+        environment: the environment it must be for; default ``VERCEL_TARGET_ENV``,
+            then ``VERCEL_ENV``.
+        owner_id: the team id the project must belong to (checked when given).
+        audience: a value the token's ``aud`` must hold (checked when given).
+        issuer: the exact issuer to accept (default ``CONNECT_AUTH_OIDC_ISSUER``, else
+            ``https://oidc.vercel.com`` or ``https://oidc.vercel.com/<team>``).
+        jwks_url: where the signing keys are (default ``CONNECT_AUTH_JWKS_URL``, else
+            Vercel's); ``http://`` only on loopback.
+
+    Returns:
+        The verified `WebhookClaims`.
+
+    Raises:
+        WebhookVerificationError: the delivery is not verified, or the expected
+            project or environment is unknown (it fails closed). The message says
+            which check failed and never holds the token.
+        ValueError: ``issuer`` or ``jwks_url`` is not a usable URL.
+    """
+    token, header, expected = _prepare(
+        headers_or_request, project_id, environment, owner_id, audience, issuer, jwks_url
+    )
+    key = _JWKS.key(expected.jwks_url, header["kid"])
+    if key is _REFETCH:
+        _JWKS.store(expected.jwks_url, _fetch(expected.jwks_url))
+        key = _JWKS.key(expected.jwks_url, header["kid"], fetched=True)
+    return _finish(token, key, expected)
+
+
+async def averify_connect_webhook(
+    headers_or_request: object,
+    *,
+    project_id: str | None = None,
+    environment: str | None = None,
+    owner_id: str | None = None,
+    audience: str | None = None,
+    issuer: str | None = None,
+    jwks_url: str | None = None,
+) -> WebhookClaims:
+    """Async `verify_connect_webhook`: the JWKS is fetched on the caller's event loop."""
+    token, header, expected = _prepare(
+        headers_or_request, project_id, environment, owner_id, audience, issuer, jwks_url
+    )
+    key = _JWKS.key(expected.jwks_url, header["kid"])
+    if key is _REFETCH:
+        _JWKS.store(expected.jwks_url, await _afetch(expected.jwks_url))
+        key = _JWKS.key(expected.jwks_url, header["kid"], fetched=True)
+    return _finish(token, key, expected)
+
+
+# -- the checks before any network --------------------------------------------------
+
+
+def _prepare(
+    source: object,
+    project_id: str | None,
+    environment: str | None,
+    owner_id: str | None,
+    audience: str | None,
+    issuer: str | None,
+    jwks_url: str | None,
+) -> tuple[str, dict[str, Any], _Expected]:
+    _jose()  # a missing extra is said before anything else
+    expected = _expected(project_id, environment, owner_id, audience, issuer, jwks_url)
+    token = bearer_token(source)
+    return token, jwt_header(token), expected
+
+
+def _expected(
+    project_id: str | None,
+    environment: str | None,
+    owner_id: str | None,
+    audience: str | None,
+    issuer: str | None,
+    jwks_url: str | None,
+    environ: Mapping[str, str] = os.environ,
+) -> _Expected:
+    """What a delivery must match; unknown project or environment fails closed."""
+    project = project_id or environ.get("VERCEL_PROJECT_ID", "").strip()
+    env = (
+        environment
+        or environ.get("VERCEL_TARGET_ENV", "").strip()
+        or environ.get("VERCEL_ENV", "").strip()
+    )
+    if not project:
+        raise _refused(
+            "the expected project is unknown: pass project_id= or set VERCEL_PROJECT_ID",
+            "webhook_misconfigured",
+        )
+    if not env:
+        raise _refused(
+            "the expected environment is unknown: pass environment= or set "
+            "VERCEL_TARGET_ENV or VERCEL_ENV",
+            "webhook_misconfigured",
+        )
+    chosen_issuer = issuer or environ.get("CONNECT_AUTH_OIDC_ISSUER", "").strip() or None
+    if chosen_issuer is not None:
+        _check_url("issuer", chosen_issuer)
+    url = jwks_url or environ.get("CONNECT_AUTH_JWKS_URL", "").strip() or DEFAULT_JWKS_URL
+    _check_url("jwks_url", url)
+    return _Expected(project, env, owner_id, audience, chosen_issuer, url)
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
+        return
+    raise ValueError(f"{name} must be an https:// URL (http:// only on loopback), not {url!r}")
+
+
+def bearer_token(source: object) -> str:
+    """The bearer token of a request or a headers mapping; refused when absent or malformed."""
+    values = _header_values(getattr(source, "headers", source), "authorization")
+    if not values:
+        raise _refused("no Authorization header", "webhook_unauthorized")
+    if len(values) > 1:
+        raise _refused("more than one Authorization header", "webhook_unauthorized")
+    scheme, _, token = values[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _refused("the Authorization header is not 'Bearer <token>'", "webhook_unauthorized")
+    return token
+
+
+def _header_values(headers: object, name: str) -> list[str]:
+    """Every value of one header, whatever the mapping's case rules."""
+    getlist = getattr(headers, "get_list", None) or getattr(headers, "getlist", None)
+    if callable(getlist):  # httpx, Starlette, Werkzeug: case-insensitive multi-dicts
+        found = getlist(name)
+        if found:
+            return [str(v) for v in found]
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(headers, Mapping) or hasattr(headers, "items"):
+        items = headers.items()
+    elif isinstance(headers, list | tuple):  # ASGI's [(name, value), ...]
+        items = headers
+    else:
+        raise TypeError(
+            "verify_connect_webhook takes a headers mapping or a request with .headers, "
+            f"not {type(headers).__name__}"
+        )
+    out: list[str] = []
+    for key, value in items:
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            values = value if isinstance(value, list | tuple) else [value]
+            out.extend(v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values)
+    return out
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWT, refused unless RS256 with a key id."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise _refused("the bearer is not a JWT", "webhook_unauthorized")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, binascii.Error):
+        raise _refused("the JWT header is malformed", "webhook_unauthorized") from None
+    if not isinstance(header, dict):
+        raise _refused("the JWT header is malformed", "webhook_unauthorized")
+    if header.get("alg") != "RS256":
+        alg = str(header.get("alg"))[:20]
+        raise _refused(f"the JWT algorithm {alg!r} is not RS256", "webhook_unauthorized")
+    if not isinstance(header.get("kid"), str) or not header["kid"]:
+        raise _refused("the JWT header has no key id", "webhook_unauthorized")
+    return header
+
+
+# -- the signing keys ------------------------------------------------------------------
+
+_REFETCH = object()
+
+
+class _KeyCache:
+    """Signing keys per JWKS URL. A key id the cache lacks causes one fetch, unless
+    the last such fetch for that URL was under `REFETCH_INTERVAL` seconds ago."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._keys: dict[str, dict[str, Any]] = {}  # url -> kid -> RSAKey
+        self._fetched: dict[str, float] = {}
+        self._refetched: dict[str, float] = {}
+
+    def key(self, url: str, kid: str, *, fetched: bool = False) -> Any:
+        """The key, `_REFETCH` to fetch the set first, or a refusal."""
+        now = self._clock()
+        with self._lock:
+            keys = self._keys.get(url)
+            if keys is not None and now - self._fetched[url] < JWKS_MAX_AGE and kid in keys:
+                return keys[kid]
+            if not fetched:
+                stale = keys is None or now - self._fetched[url] >= JWKS_MAX_AGE
+                last = self._refetched.get(url)
+                if stale or last is None or now - last >= REFETCH_INTERVAL:
+                    return _REFETCH
+        raise _refused(f"no signing key {kid[:40]!r} in the JWKS", "webhook_unauthorized")
+
+    def store(self, url: str, keys: dict[str, Any]) -> None:
+        now = self._clock()
+        with self._lock:
+            if url in self._keys:
+                self._refetched[url] = now
+            self._keys[url] = keys
+            self._fetched[url] = now
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+            self._fetched.clear()
+            self._refetched.clear()
+
+
+_JWKS = _KeyCache()
+
+
+def _fetch(url: str) -> dict[str, Any]:
+    try:
+        r = httpx.get(url, timeout=5.0, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise _unavailable(url, type(exc).__name__) from None
+    return _parse_jwks(url, r)
+
+
+async def _afetch(url: str) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            r = await client.get(url, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise _unavailable(url, type(exc).__name__) from None
+    return _parse_jwks(url, r)
+
+
+def _jose() -> Any:
+    """joserfc (the ``webhooks`` extra), imported on the first verification."""
+    try:
+        import joserfc.errors
+        import joserfc.jwk
+        import joserfc.jwt
+    except ImportError as exc:
+        raise ImportError(
+            "verifying Connect webhooks needs joserfc: pip install 'connect-auth[webhooks]'"
+        ) from exc
+    return joserfc
+
+
+def _parse_jwks(url: str, r: httpx.Response) -> dict[str, Any]:
+    """The RSA signature keys of a JWKS answer, by key id."""
+    jose = _jose()
+    JoseError, RSAKey = jose.errors.JoseError, jose.jwk.RSAKey
+
+    if r.status_code != 200:
+        raise _unavailable(url, f"HTTP {r.status_code}")
+    if len(r.content) > _MAX_JWKS_BYTES:
+        raise _unavailable(url, "the answer is too large")
+    try:
+        data = json.loads(r.content)
+    except ValueError:
+        raise _unavailable(url, "the answer is not JSON") from None
+    raw = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        raise _unavailable(url, "the answer has no 'keys' list")
+    keys: dict[str, Any] = {}
+    for item in raw:
+        if not isinstance(item, dict) or item.get("kty") != "RSA":
+            continue
+        if not isinstance(item.get("kid"), str) or item.get("use", "sig") != "sig":
+            continue
+        public = {k: item[k] for k in ("kty", "n", "e") if k in item}
+        try:
+            keys[item["kid"]] = RSAKey.import_key(public)  # public parts only
+        except (JoseError, ValueError, TypeError):
+            continue
+    return keys
+
+
+# -- the signature and the claims ---------------------------------------------------------
+
+
+def _finish(token: str, key: Any, expected: _Expected) -> WebhookClaims:
+    jose = _jose()
+    try:
+        claims = dict(jose.jwt.decode(token, key, algorithms=["RS256"]).claims)
+    except (jose.errors.JoseError, ValueError, TypeError):
+        raise _refused("the JWT signature is invalid", "webhook_unauthorized") from None
+    return check_claims(claims, expected, time.time())
+
+
+def check_claims(claims: Mapping[str, Any], expected: _Expected, now: float) -> WebhookClaims:
+    """The verified claims, or a refusal naming the first claim that does not match."""
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or not (
+        iss == expected.issuer
+        if expected.issuer is not None
+        else (iss == DEFAULT_ISSUER or _TEAM_ISSUER.fullmatch(iss) is not None)
+    ):
+        raise _refused("the token's issuer is not Vercel's (or the one configured)")
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise _refused("the token has no expiry")
+    if exp + LEEWAY <= now:
+        raise _refused("the token has expired")
+    for name in ("nbf", "iat"):
+        when = _number(claims, name)
+        if when is not None and when - LEEWAY > now:
+            raise _refused(f"the token's {name} is in the future")
+    if claims.get("project_id") != expected.project_id:
+        raise _refused("the token is for another project")
+    if claims.get("environment") != expected.environment:
+        raise _refused("the token is for another environment")
+    if expected.owner_id is not None and claims.get("owner_id") != expected.owner_id:
+        raise _refused("the token is for another team")
+    if expected.audience is not None:
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if expected.audience not in audiences:
+            raise _refused("the token is for another audience")
+    owner = claims.get("owner_id")
+    subject = claims.get("sub")
+    return WebhookClaims(
+        project_id=expected.project_id,
+        environment=expected.environment,
+        owner_id=owner if isinstance(owner, str) else None,
+        issuer=iss,
+        subject=subject if isinstance(subject, str) else None,
+        claims=dict(claims),
+    )
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _refused(f"the token's {name} is not a number")
+    return float(value)
+
+
+def _refused(why: str, code: str = "webhook_unauthorized") -> WebhookVerificationError:
+    return WebhookVerificationError(f"webhook refused: {why}", code=code, status=401)
+
+
+def _unavailable(url: str, why: str) -> WebhookVerificationError:
+    return WebhookVerificationError(
+        f"webhook refused: the signing keys could not be fetched from {url} ({why})",
+        code="jwks_unavailable",
+        status=503,
+    )
+
+
+# -- middlewares ------------------------------------------------------------------------
+
+
+class WebhookASGIMiddleware:
+    """ASGI middleware that lets through only verified Connect webhook deliveries.
+
+    An unverified request gets ``401`` (``503`` when the signing keys cannot be
+    fetched) and never reaches the app; a verified one reaches it with the
+    `WebhookClaims` in ``scope["connect_webhook"]``.
+
+    Args:
+        app: the ASGI app to protect.
+        paths: only requests to these exact paths are checked (default: every
+            HTTP request).
+        **options: the keyword arguments of `verify_connect_webhook`.
+    """
+
+    def __init__(self, app: Any, *, paths: Sequence[str] | None = None, **options: Any) -> None:
+        self.app = app
+        self.paths = None if paths is None else frozenset(paths)
+        self.options = _options(options)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or (self.paths is not None and scope["path"] not in self.paths):
+            await self.app(scope, receive, send)
+            return
+        try:
+            claims = await averify_connect_webhook(list(scope["headers"]), **self.options)
+        except WebhookVerificationError as exc:
+            log.warning("connect_auth: %s", exc.message)
+            status, body = _answer(exc)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app({**scope, "connect_webhook": claims}, receive, send)
+
+
+class WebhookWSGIMiddleware:
+    """WSGI middleware that lets through only verified Connect webhook deliveries.
+
+    As `WebhookASGIMiddleware`; the claims are in ``environ["connect_webhook"]``.
+
+    Args:
+        app: the WSGI app to protect.
+        paths: only requests to these exact paths are checked (default: every request).
+        **options: the keyword arguments of `verify_connect_webhook`.
+    """
+
+    def __init__(self, app: Any, *, paths: Sequence[str] | None = None, **options: Any) -> None:
+        self.app = app
+        self.paths = None if paths is None else frozenset(paths)
+        self.options = _options(options)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if self.paths is not None and environ.get("PATH_INFO") not in self.paths:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        auth = environ.get("HTTP_AUTHORIZATION")
+        headers = {} if auth is None else {"authorization": auth}
+        try:
+            claims = verify_connect_webhook(headers, **self.options)
+        except WebhookVerificationError as exc:
+            log.warning("connect_auth: %s", exc.message)
+            status, body = _answer(exc)
+            start_response(
+                f"{status} {'Unauthorized' if status == 401 else 'Service Unavailable'}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        environ["connect_webhook"] = claims
+        return self.app(environ, start_response)  # type: ignore[no-any-return]
+
+
+_OPTION_NAMES = frozenset(
+    {"project_id", "environment", "owner_id", "audience", "issuer", "jwks_url"}
+)
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {unknown}; the webhook middlewares take paths= and the "
+            f"options of verify_connect_webhook: {sorted(_OPTION_NAMES)}"
+        )
+    return options
+
+
+def _answer(exc: WebhookVerificationError) -> tuple[int, bytes]:
+    """What an unverified delivery gets: no detail beyond the kind of refusal."""
+    if exc.code == "jwks_unavailable":
+        return 503, b'{"error":"webhook verification is unavailable"}'
+    return 401, b'{"error":"unauthorized webhook"}'
