@@ -4,7 +4,6 @@ request bodies, their URL rules and the answers, as pure functions (no I/O).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -12,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
-from ._errors import ConnectResponseError
 from ._models import ConnectorRef, TokenRequest, check_connector, token_param_fields
+from ._protocol import invalid_answer, json_object
 
 __all__ = [
     "AuthorizationRequest",
@@ -259,8 +258,8 @@ def parse_authorization_request(
     body: bytes, *, request_id: str | None = None
 ) -> AuthorizationRequest:
     """Read an authorize or install answer; a malformed one raises `ConnectResponseError`."""
-    data = _object(body, "authorization request", request_id)
-    bad = _bad("authorization request", request_id)
+    bad = invalid_answer("authorization request", request_id)
+    data = json_object(body, bad)
     for name in ("url", "request", "verifier"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise bad(f"'{name}' is missing or not a non-empty string")
@@ -302,8 +301,8 @@ _METADATA_FIELDS = frozenset(
 
 def parse_connector_metadata(body: bytes, *, request_id: str | None = None) -> ConnectorMetadata:
     """Read a metadata answer; a malformed one raises `ConnectResponseError`."""
-    data = _object(body, "connector metadata", request_id)
-    bad = _bad("connector metadata", request_id)
+    bad = invalid_answer("connector metadata", request_id)
+    data = json_object(body, bad)
     for name in ("id", "uid", "type"):
         if not isinstance(data.get(name), str):
             raise bad(f"'{name}' is missing or not a string")
@@ -333,25 +332,3 @@ def parse_connector_metadata(body: bytes, *, request_id: str | None = None) -> C
         vendor=vendor or {},
         extra={k: v for k, v in data.items() if k not in _METADATA_FIELDS},
     )
-
-
-def _object(body: bytes, what: str, request_id: str | None) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad(what, request_id)("body is not JSON") from None
-    if not isinstance(data, dict):
-        raise _bad(what, request_id)("body is not a JSON object")
-    return data
-
-
-def _bad(what: str, request_id: str | None) -> Any:
-    def bad(why: str) -> ConnectResponseError:
-        return ConnectResponseError(
-            f"Connect returned an invalid {what}: {why}",
-            code="invalid_response",
-            status=200,
-            request_id=request_id,
-        )
-
-    return bad

@@ -90,10 +90,15 @@ class OAuthServer:
             self._by_code[grant.code] = grant
         return grant
 
-    @staticmethod
-    def handles(form: Mapping[str, str]) -> bool:
-        """Whether a token request is a sign-in grant (others get app tokens)."""
-        return form.get("grant_type") in ("authorization_code", "refresh_token")
+    def handles(self, form: Mapping[str, str]) -> bool:
+        """Whether a token request belongs to a sign-in: a code exchange, or a refresh
+        token this server issued. Any other request gets an app token (the emulator's
+        service-credential face, which OAuth client libraries use in the benchmarks)."""
+        kind = form.get("grant_type")
+        if kind == "refresh_token":
+            with self._lock:
+                return form.get("refresh_token", "") in self._by_refresh
+        return kind == "authorization_code"
 
     def token(self, form: Mapping[str, str], client_id: str, client_ok: bool) -> Answer:
         """``POST /oauth/token``: the ``authorization_code`` and ``refresh_token`` grants.

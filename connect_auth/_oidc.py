@@ -31,6 +31,7 @@ __all__ = [
     "SecretStr",
     "dotenv_folders",
     "hidden",
+    "jwt_claims",
     "oidc_token_scope",
     "parse_dotenv",
     "recent_credential",
@@ -307,13 +308,19 @@ def _facts_of(token: str) -> tuple[Credential, float | None]:
     return facts
 
 
-def _jwt_exp(token: str) -> float | None:
+def jwt_claims(token: str) -> Mapping[str, Any]:
+    """The payload of a compact JWT, unverified (for its expiry and team, never for a
+    security decision); empty when ``token`` is not a JWT."""
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (ValueError, binascii.Error):
-        return None
-    exp = payload.get("exp") if isinstance(payload, Mapping) else None
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _jwt_exp(token: str) -> float | None:
+    exp = jwt_claims(token).get("exp")
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

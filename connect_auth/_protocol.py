@@ -12,7 +12,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +38,8 @@ __all__ = [
     "connector_path",
     "error_from_response",
     "header_safe",
+    "invalid_answer",
+    "json_object",
     "parse_retry_after",
     "parse_token_response",
 ]
@@ -80,23 +82,35 @@ def header_safe(value: str) -> bool:
     return all("!" <= c <= "~" for c in value)
 
 
-def parse_token_response(body: bytes, *, request_id: str | None = None) -> TokenResponse:
-    """Parse a 2xx token body; a malformed one raises `ConnectResponseError`."""
+def invalid_answer(what: str, request_id: str | None) -> Callable[[str], ConnectResponseError]:
+    """Makes the error for a 2xx answer that is not a valid ``what``, saying why."""
 
     def bad(why: str) -> ConnectResponseError:
         return ConnectResponseError(
-            f"Connect returned an invalid token response: {why}",
+            f"Connect returned an invalid {what}: {why}",
             code="invalid_response",
             status=200,
             request_id=request_id,
         )
 
+    return bad
+
+
+def json_object(body: bytes, bad: Callable[[str], ConnectResponseError]) -> dict[str, Any]:
+    """A 2xx body as a JSON object, or ``bad``'s error."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise bad("body is not JSON") from None
     if not isinstance(data, dict):
         raise bad("body is not a JSON object")
+    return data
+
+
+def parse_token_response(body: bytes, *, request_id: str | None = None) -> TokenResponse:
+    """Parse a 2xx token body; a malformed one raises `ConnectResponseError`."""
+    bad = invalid_answer("token response", request_id)
+    data = json_object(body, bad)
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise bad("'token' is missing or not a non-empty string")

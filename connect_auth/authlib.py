@@ -21,9 +21,7 @@ Needs ``pip install 'connect-auth[authlib]'``.
 from __future__ import annotations
 
 import base64
-import binascii
 import inspect
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,7 +38,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 from ._config import is_loopback_host
 from ._errors import OidcTokenError
 from ._models import check_connector
-from ._oidc import hidden, resolve_credential
+from ._oidc import hidden, jwt_claims, resolve_credential
 
 __all__ = ["DEFAULT_OAUTH_URL", "DEFAULT_SCOPES", "connect_client_auth", "register_connect"]
 
@@ -174,14 +172,7 @@ def connect_client_auth(
 def team_id(token: str) -> str | None:
     """The ``owner_id`` claim of a Vercel OIDC token (unverified: it only fills in
     ``teamId`` on the authorize URL), or None."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    owner = payload.get("owner_id") if isinstance(payload, dict) else None
+    owner = jwt_claims(token).get("owner_id")
     return owner if isinstance(owner, str) and owner else None
 
 

@@ -322,7 +322,7 @@ def _authorize(
         print(f"Open this URL to authorize {args.connector}:\n  {request.url}", file=sys.stderr)
     if args.open:
         webbrowser.open(request.url)  # honours $BROWSER
-    progress.start("waiting for the authorization", args.connector)
+    progress.start("waiting for the authorization", args.connector, attempts=False)
     return client.wait_for_authorization(
         args.connector,
         subject=subject,
@@ -377,6 +377,7 @@ class _Progress:
         self._done = threading.Event()
         self._ticker: threading.Thread | None = None
         self._where = ""
+        self._attempts = True
         if verbose:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(message)s"))
@@ -384,9 +385,11 @@ class _Progress:
             logger.addHandler(handler)
             logger.setLevel(logging.DEBUG)
 
-    def start(self, waiting_for: str, connector: str) -> None:
-        """Tick ``waiting_for`` with the elapsed time on a terminal until `stop`."""
+    def start(self, waiting_for: str, connector: str, *, attempts: bool = True) -> None:
+        """Tick ``waiting_for`` with the elapsed time (and the attempt) on a terminal
+        until `stop`."""
         self._where = waiting_for
+        self._attempts = attempts
         self._done.clear()
         if self.verbose:
             print(f"{connector}: {waiting_for}", file=sys.stderr)
@@ -416,9 +419,9 @@ class _Progress:
         turn = 0
         while not self._done.wait(0.5 if time.monotonic() - start > 1 else 1.0):
             turn += 1
+            attempt = f" (attempt {self.attempt} of {self.max_attempts})" if self._attempts else ""
             self._line(
-                f"{spinner[turn % 4]} {self._where}: {time.monotonic() - start:.0f} s "
-                f"(attempt {self.attempt} of {self.max_attempts})"
+                f"{spinner[turn % 4]} {self._where}: {time.monotonic() - start:.0f} s{attempt}"
             )
 
     def _line(self, text: str, end: str = "") -> None:

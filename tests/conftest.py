@@ -18,6 +18,15 @@ from connect_auth.testing import ConnectEmulator
 pytest_plugins = ["pytester"]  # the fixture's own tests run inner pytest sessions
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Django's request objects and authlib's Django client need settings; the suite
+    # (and the docs' Django example) uses the defaults.
+    import django.conf
+
+    if not django.conf.settings.configured:
+        django.conf.settings.configure()
+
+
 @pytest.fixture
 def emulator(connect_emulator: ConnectEmulator) -> ConnectEmulator:
     """The plugin's emulator (also points the default client at it)."""

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -296,21 +297,21 @@ def test_help_has_no_markup() -> None:
         assert "exit codes:" in out.stdout
 
 
-def test_a_terminal_sees_the_wait_tick(emu: ConnectEmulator, env: dict[str, str]) -> None:
-    """stderr on a terminal: a line that says what it waits for and for how long."""
+def _on_a_terminal(args: list[str], env: dict[str, str], during: Any = None) -> tuple[str, bytes]:
+    """Run the command with stderr on a pseudo-terminal; ``during(proc)`` runs meanwhile."""
     import pty
 
-    emu.latency = 2.5
     leader, follower = pty.openpty()
-    full_env = {**os.environ, **env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connect_auth", "token", SLACK],
+        [sys.executable, "-m", "connect_auth", *args],
         stdout=subprocess.PIPE,
         stderr=follower,
-        env=full_env,
+        env={**os.environ, **env},
         text=True,
     )
     os.close(follower)
+    if during is not None:
+        during(proc)
     out, _ = proc.communicate(timeout=60)
     seen = b""
     while True:
@@ -322,9 +323,32 @@ def test_a_terminal_sees_the_wait_tick(emu: ConnectEmulator, env: dict[str, str]
             break
         seen += chunk
     os.close(leader)
-    assert proc.returncode == 0 and out.strip().startswith("emu_slack_")
+    assert proc.returncode == 0, seen
+    return out, seen
+
+
+def test_a_terminal_sees_the_wait_tick(emu: ConnectEmulator, env: dict[str, str]) -> None:
+    """stderr on a terminal: a line that says what it waits for and for how long."""
+    emu.latency = 2.5
+    out, seen = _on_a_terminal(["token", SLACK], env)
+    assert out.strip().startswith("emu_slack_")
     assert f"waiting for Connect at {emu.url}".encode() in seen
     assert b"(attempt 1 of 4)" in seen
+
+
+def test_a_terminal_sees_the_authorization_wait_tick(
+    emu: ConnectEmulator, env: dict[str, str]
+) -> None:
+    def approve_after_a_while(proc: Any) -> None:
+        while not emu.authorization_flows():
+            time.sleep(0.01)
+        time.sleep(2.5)  # long enough for the ticking line to show
+        emu.approve(emu.authorization_flows()[-1].id)
+
+    out, seen = _on_a_terminal(["authorize", SLACK, "-s", "user:u_tty"], env, approve_after_a_while)
+    assert out.strip().startswith("emu_slack_")
+    assert b"waiting for the authorization: " in seen and b" s" in seen
+    assert b"attempt" not in seen.split(b"waiting for the authorization")[1]
 
 
 # -- consent from the command line -------------------------------------------------------

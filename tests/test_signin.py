@@ -293,10 +293,6 @@ def test_register_connect_refuses_bad_arguments() -> None:
 
 def test_django_registry_gets_a_connect_client(emu: ConnectEmulator) -> None:
     """Django's authlib integration: the same registration, a sync app class."""
-    import django.conf
-
-    if not django.conf.settings.configured:
-        django.conf.settings.configure()
     from authlib.integrations.django_client import OAuth
 
     from connect_auth.authlib import register_connect
@@ -335,3 +331,115 @@ def test_fastapi_example_in_headless_chromium(emu: ConnectEmulator, chromium: st
             finally:
                 browser.close()
     assert emu.oauth_grants()[0].user == "u_ada"
+
+
+@pytest.mark.parametrize("example", sorted(SERVERS))
+def test_each_example_runs_with_one_command(example: str, tmp_path: Path) -> None:
+    """`python examples/<app>.py` starts its own emulator and app; a person can sign in."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CONNECT_AUTH_OAUTH_URL", "VERCEL_OIDC_TOKEN", "VERCEL_OIDC_TOKEN_FILE")
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(EXAMPLES / f"{example}.py")],
+        env={**env, "PORT": str(port)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert "Connect emulator on http://127.0.0.1:" in lines[0]
+        assert lines[1].strip() == f"Open http://127.0.0.1:{port}"
+        app = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(app + "/")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the example app did not start"
+                time.sleep(0.05)
+        with httpx.Client() as browser:
+            callback, _ = _sign_in(browser, app, user="u_linus")
+            assert callback.status_code == 303
+            assert "Signed in as Linus" in browser.get(app + "/").text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_the_vercel_credential_never_shows(
+    emu: ConnectEmulator, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """Through a whole sign-in and refresh, with every logger at DEBUG: not in a log
+    record, the registered client's repr, its registration or any page."""
+    from authlib.integrations.starlette_client import OAuth
+
+    from connect_auth.authlib import register_connect
+
+    credential = emu.oidc_token()
+    shown: list[str] = []
+    for app in _app_url(emu, "fastapi_signin", credential):
+        with httpx.Client() as browser:
+            callback, authorize = _sign_in(browser, app)
+            shown += [callback.text, authorize, browser.get(app + "/refresh").text]
+    client = register_connect(OAuth(), "slack", connector="slack/acme-slack",
+                              vercel_token=credential)  # fmt: skip
+    shown += [repr(client), repr(vars(client)), repr(client.client_kwargs)]
+    assert debug_logs.records
+    for text in [debug_logs.text, *shown]:
+        assert credential not in text
+
+
+def test_the_request_scoped_credential_is_the_client_secret() -> None:
+    """On Vercel the credential comes with each request (x-vercel-oidc-token); the
+    client authentication uses the one of the request being served."""
+    from connect_auth import oidc_token_scope
+
+    auth = connect_client_auth("slack/acme-slack")
+    with oidc_token_scope("from-this-request"):
+        _, headers, _ = auth(None, "POST", "https://x", {}, "")
+    assert base64.b64decode(headers["Authorization"][6:]).decode().endswith(":from-this-request")
+
+
+def test_revocation_ends_the_sign_in(emu: ConnectEmulator) -> None:
+    """/oauth/revoke (RFC 7009): a revoked refresh token ends the grant; a revoked
+    access token no longer reads userinfo."""
+    verifier = "v" * 50
+    code, redirect = _authorization_code(emu, verifier)
+    _, headers, _ = connect_client_auth("slack/acme-slack", emu.oidc_token())(None, "", "", {}, "")
+    token = httpx.post(
+        emu.url + "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+              "code_verifier": verifier},
+        headers=headers,
+    ).json()  # fmt: skip
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert httpx.get(emu.url + "/oauth/userinfo", headers=bearer).json()["sub"] == "u_alice"
+    assert httpx.post(emu.url + "/oauth/revoke", data={"token": token["access_token"]}).is_success
+    assert httpx.get(emu.url + "/oauth/userinfo", headers=bearer).status_code == 401
+    httpx.post(emu.url + "/oauth/revoke", data={"token": token["refresh_token"]})
+    again = httpx.post(
+        emu.url + "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+        headers=headers,
+    )
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    reused = httpx.post(
+        emu.url + "/oauth/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+              "code_verifier": verifier},
+        headers=headers,
+    )  # fmt: skip
+    assert reused.status_code == 400 and "already used" in reused.json()["error_description"]

@@ -276,15 +276,12 @@ def test_an_unreachable_jwks_fails_closed_with_503() -> None:
 
 def test_request_objects_of_each_framework(emu: ConnectEmulator) -> None:
     """A headers mapping in any case, or any request with ``.headers``."""
-    import django.conf
     import flask
     from django.http import HttpRequest
     from starlette.requests import Request as StarletteRequest
 
     token = emu.oidc_token()
     bearer = f"Bearer {token}"
-    if not django.conf.settings.configured:
-        django.conf.settings.configure()
     django_request = HttpRequest()
     django_request.META["HTTP_AUTHORIZATION"] = bearer
     starlette_request = StarletteRequest(
