@@ -279,7 +279,8 @@ _REFETCH = object()
 
 class _KeyCache:
     """Signing keys per JWKS URL. A key id the cache lacks causes one fetch, unless
-    the last such fetch for that URL was under `REFETCH_INTERVAL` seconds ago."""
+    one was started for that URL under `REFETCH_INTERVAL` seconds ago: the first
+    caller claims the fetch, so a burst of forged key ids costs one fetch."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
@@ -296,19 +297,18 @@ class _KeyCache:
             if keys is not None and now - self._fetched[url] < JWKS_MAX_AGE and kid in keys:
                 return keys[kid]
             if not fetched:
-                stale = keys is None or now - self._fetched[url] >= JWKS_MAX_AGE
+                if keys is None or now - self._fetched[url] >= JWKS_MAX_AGE:
+                    return _REFETCH  # nothing cached yet, or too old to trust
                 last = self._refetched.get(url)
-                if stale or last is None or now - last >= REFETCH_INTERVAL:
+                if last is None or now - last >= REFETCH_INTERVAL:
+                    self._refetched[url] = now  # claimed: concurrent callers do not fetch
                     return _REFETCH
         raise _refused(f"no signing key {kid[:40]!r} in the JWKS", "webhook_unauthorized")
 
     def store(self, url: str, keys: dict[str, Any]) -> None:
-        now = self._clock()
         with self._lock:
-            if url in self._keys:
-                self._refetched[url] = now
             self._keys[url] = keys
-            self._fetched[url] = now
+            self._fetched[url] = self._clock()
 
     def clear(self) -> None:
         with self._lock:

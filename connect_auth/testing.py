@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import html
 import json
 import secrets
 import selectors
@@ -35,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
@@ -49,6 +48,7 @@ except ImportError as exc:  # an optional extra: say how to get it
     ) from exc
 
 from ._emulator_oauth import OAuthGrant, OAuthServer
+from ._emulator_pages import Reply, consent_page, sign_in_page
 from ._emulator_state import (
     AuthorizationFlow,
     Call,
@@ -587,10 +587,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, emulator.jwks())
             return
         if path.startswith("/connect/"):
-            self._consent_page(emulator, path, body)
+            self._reply(consent_page(emulator.state, self.command, path, _form(body)))
             return
         if path in _OAUTH_PAGES:
-            self._oauth_face(emulator, path, parts.query, body)
+            params = _form(body) if self.command == "POST" else _form(parts.query.encode())
+            authorization = self.headers.get("Authorization", "")
+            self._reply(
+                sign_in_page(emulator.oauth, emulator.state, self.command, path, params,
+                             authorization)
+            )  # fmt: skip
             return
         route = (
             ("oauth_token", "")
@@ -767,122 +772,15 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(status, answer, headers)
 
-    def _oauth_face(self, emulator: ConnectEmulator, path: str, query: str, body: bytes) -> None:
-        """Sign-in via Connect: the consent page, userinfo and revocation."""
-        oauth = emulator.oauth
-        if path == "/oauth/userinfo":
-            auth = self.headers.get("Authorization", "")
-            status, answer = oauth.userinfo(auth[7:] if auth.startswith("Bearer ") else None)
-            self._send(status, answer)
-            return
-        if path == "/oauth/revoke":
-            status, answer = oauth.revoke(_form(body).get("token", ""))
-            self._send(status, answer)
-            return
-        params = _form(body) if self.command == "POST" else {
-            k: v[0] for k, v in parse_qs(query).items()
-        }  # fmt: skip
-        problem = oauth.check_authorize(params, lambda c: c in emulator.state.connectors)
-        if problem is not None:
-            self._page(400, "Invalid sign-in request", f"<p>{html.escape(problem)}</p>")
-            return
-        if self.command == "POST":
-            sep = "&" if "?" in params["redirect_uri"] else "?"
-            back = {"state": params["state"]} if "state" in params else {}
-            if params.get("decision") == "approve":
-                grant = oauth.approve(params, params.get("user", "").strip() or "u_alice")
-                back = {"code": grant.code, **back}
-            else:
-                back = {"error": "access_denied", **back}
-            self._redirect(params["redirect_uri"] + sep + urlencode(back))
-            return
-        hidden = "".join(
-            f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
-            for k, v in params.items()
-        )
-        self._page(
-            200,
-            f"Sign in to the app with {html.escape(params['client_id'])}",
-            f"<form method='post' action='/oauth/authorize'>{hidden}"
-            "<label>Signed in as <input name='user' id='user' value='u_alice'></label>"
-            f"<p>The app asks for: {html.escape(params.get('scope', ''))}</p>"
-            "<button name='decision' value='approve' id='approve'>Allow</button> "
-            "<button name='decision' value='deny' id='deny'>Deny</button></form>",
-        )
-
-    def _consent_page(self, emulator: ConnectEmulator, path: str, body: bytes) -> None:
-        """The pages a user sees: ``/connect/{authorize,install}/{id}`` (approve or
-        deny) and ``/connect/device`` (enter a device code)."""
-        state = emulator.state
-        form = _form(body)
-        if path == "/connect/device":
-            if self.command == "POST":
-                flow = state.flow_for_device_code(form.get("user_code", ""))
-                if flow is not None:
-                    self._redirect(f"/connect/{flow.kind}/{flow.id}")
-                    return
-                self._page(400, "Unknown code", "<p>That code is not valid. Try again.</p>"
-                           + _DEVICE_FORM)  # fmt: skip
-                return
-            self._page(200, "Connect a device", _DEVICE_FORM)
-            return
-        kind, _, flow_id = path[len("/connect/") :].partition("/")
-        flow = state.flow(flow_id)
-        if flow is None or flow.kind != kind:
-            self._page(404, "Not found", "<p>No such authorization request.</p>")
-            return
-        if self.command == "POST":
-            try:
-                flow = state.decide(flow_id, approve=form.get("decision") == "approve")
-            except ValueError as exc:
-                self._page(409, "Already decided", f"<p>{html.escape(str(exc))}</p>")
-                return
-            if flow.return_url:
-                outcome = {"status": "success"} if flow.status == "approved" else {
-                    "status": "error", "error": "access_denied"
-                }  # fmt: skip
-                sep = "&" if "?" in flow.return_url else "?"
-                self._redirect(flow.return_url + sep + urlencode({**outcome, "request": flow.id}))
-                return
-            done = "approved" if flow.status == "approved" else "denied"
-            self._page(200, f"Request {done}", f"<p id='outcome'>You {done} the request. "
-                       "You can close this window.</p>")  # fmt: skip
-            return
-        spec = state.connectors.get(flow.connector)
-        who = (
-            html.escape(str(flow.subject.get("id") or flow.subject.get("type")))
-            if flow.subject
-            else "your organization"
-        )
-        action = "install" if kind == "install" else "connect"
-        self._page(
-            200,
-            f"Authorize {html.escape(spec.name if spec and spec.name else flow.connector)}",
-            f"<p>Allow this app to {action} <b>{html.escape(flow.connector)}</b> for "
-            f"<b>{who}</b>?</p>"
-            f"<form method='post'><button name='decision' value='approve' id='approve'>"
-            f"Approve</button> <button name='decision' value='deny' id='deny'>Deny</button>"
-            "</form>",
-        )
-
     # -- I/O helpers ------------------------------------------------------------------
 
-    def _page(self, status: int, title: str, content: str) -> None:
-        data = (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-            f"<body><h1>{title}</h1>{content}</body></html>"
-        ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
+    def _reply(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        self.wfile.write(data)
-
-    def _redirect(self, location: str) -> None:
-        self.send_response(303)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        self.wfile.write(reply.body)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -918,13 +816,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-
-
-_DEVICE_FORM = (
-    "<form method='post' action='/connect/device'><label>Code "
-    "<input name='user_code' id='user_code' autocomplete='off'></label> "
-    "<button id='continue'>Continue</button></form>"
-)
 
 
 def _flow_id(request: object) -> str:

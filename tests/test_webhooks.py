@@ -259,6 +259,30 @@ def test_jwks_is_cached_and_refetched_at_most_once_per_unknown_kid(
     assert emu.jwks_requests == 3
 
 
+def test_a_concurrent_burst_of_unknown_kids_costs_one_fetch(emu: ConnectEmulator) -> None:
+    """16 threads, released together, each with a forged key id: one refetch in all."""
+    _verify(emu, emu.oidc_token())  # warm the cache
+    assert emu.jwks_requests == 1
+    forged = [_sign(_claims(), kid=f"forged-{i}") for i in range(16)]
+    barrier = threading.Barrier(len(forged))
+    refused: list[str] = []
+
+    def deliver(token: str) -> None:
+        barrier.wait()
+        try:
+            _verify(emu, token)
+        except WebhookVerificationError as exc:
+            refused.append(exc.message)
+
+    threads = [threading.Thread(target=deliver, args=(t,)) for t in forged]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(refused) == 16 and all("no signing key" in m for m in refused)
+    assert emu.jwks_requests == 2
+
+
 def test_an_unreachable_jwks_fails_closed_with_503() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
