@@ -19,12 +19,22 @@ pytest_plugins = ["pytester"]  # the fixture's own tests run inner pytest sessio
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Django's request objects and authlib's Django client need settings; the suite
-    # (and the docs' Django example) uses the defaults.
+    # Django's request objects, authlib's Django client and the Django sign-in app
+    # (tests/django_signin.py) need settings: cookie sessions, no database.
+    import django
     import django.conf
 
     if not django.conf.settings.configured:
-        django.conf.settings.configure()
+        django.conf.settings.configure(
+            SECRET_KEY="connect_auth tests only",
+            ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+            ROOT_URLCONF="django_signin",
+            INSTALLED_APPS=["django.contrib.sessions"],
+            MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+            SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+            USE_TZ=True,
+        )
+        django.setup()
 
 
 @pytest.fixture

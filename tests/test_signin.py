@@ -291,6 +291,38 @@ def test_register_connect_refuses_bad_arguments() -> None:
         register_connect(OAuth(), "slack", connector="")
 
 
+def test_django_app_signs_in_and_refreshes(emu: ConnectEmulator) -> None:
+    """authlib's Django client, in a Django app on a real WSGI server."""
+    import wsgiref.simple_server
+
+    import django_signin
+    from django.core.wsgi import get_wsgi_application
+
+    django_signin.configure(oauth_base_url=emu.oauth_url, vercel_token=emu.oidc_token())
+
+    class Quiet(wsgiref.simple_server.WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = wsgiref.simple_server.make_server(
+        "127.0.0.1", 0, get_wsgi_application(), handler_class=Quiet
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        app = f"http://127.0.0.1:{server.server_port}"
+        with httpx.Client() as browser:
+            callback, authorize = _sign_in(browser, app, user="u_django")
+            assert callback.status_code == 303, callback.text
+            assert "Signed in as Django" in browser.get(app + "/").text
+            assert browser.get(app + "/refresh").json() == {"refreshed": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "teamId=team_emulator" in authorize
+    assert [c.status for c in emu.calls if c.endpoint == "oauth_token"] == [200, 200]
+
+
 def test_django_registry_gets_a_connect_client(emu: ConnectEmulator) -> None:
     """Django's authlib integration: the same registration, a sync app class."""
     from authlib.integrations.django_client import OAuth
