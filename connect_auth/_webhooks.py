@@ -538,12 +538,17 @@ _OPTION_NAMES = frozenset(
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """The middleware's verification options, checked at start-up rather than on the
+    first delivery."""
     unknown = sorted(set(options) - _OPTION_NAMES)
     if unknown:
         raise TypeError(
             f"unknown option(s) {unknown}; the webhook middlewares take paths= and the "
             f"options of verify_connect_webhook: {sorted(_OPTION_NAMES)}"
         )
+    for name in ("issuer", "jwks_url"):
+        if options.get(name) is not None:
+            _check_url(name, options[name])
     return options
 
 

@@ -156,7 +156,16 @@ def connect_client_auth(
     connector: str, vercel_token: str | None = None
 ) -> Callable[[Any, str, str, Any, Any], tuple[str, Any, Any]]:
     """authlib's token-endpoint client authentication for Connect: HTTP Basic
-    ``urlenc(connector):urlenc(oidc_token)``, the token looked up at each request."""
+    ``urlenc(connector):urlenc(oidc_token)``, the token looked up at each request.
+
+    `register_connect` installs it; pass it yourself as authlib's
+    ``token_endpoint_auth_method`` to build a client by hand.
+
+    Args:
+        connector: the connector uid or id (the OAuth client id).
+        vercel_token: a fixed Vercel credential; by default the current one is
+            looked up at each token request, as `connect_auth.get_token` does.
+    """
 
     def connect_client_secret_basic(
         client: Any, method: str, uri: str, headers: Any, body: Any

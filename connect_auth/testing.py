@@ -292,9 +292,18 @@ class ConnectEmulator:
         token: str | None = None,
     ) -> httpx.Response:
         """POST ``payload`` to ``url`` as Connect forwards a webhook: JSON, with a fresh
-        OIDC token of this emulator as the bearer (or ``token``, to test refusals).
+        OIDC token of this emulator as the bearer.
 
-        Returns the app's answer.
+        Args:
+            url: where the app listens for Connect's webhooks.
+            payload: the JSON body to deliver.
+            project_id: the project the token is minted for (default: the emulator's).
+            environment: its environment (default: the emulator's).
+            owner_id: its team (default: the emulator's).
+            token: send this bearer instead, to test deliveries the app must refuse.
+
+        Returns:
+            The app's answer.
         """
         bearer = (
             token
@@ -372,8 +381,15 @@ class ConnectEmulator:
         retry_after: str | float | None = None,
         code: str | None = None,
     ) -> None:
-        """Answer the next ``n`` Connect API calls with ``status`` (and ``Retry-After``);
-        the error ``code`` defaults to ``server_error`` (5xx) or ``rate_limited``."""
+        """Answer the next ``n`` Connect API calls with ``status``.
+
+        Args:
+            n: how many calls fail.
+            status: the HTTP status to answer.
+            retry_after: a ``Retry-After`` header value (seconds or an HTTP date).
+            code: the error code in the envelope (default ``server_error`` for 5xx,
+                else ``rate_limited``), such as ``slow_down``.
+        """
         ra = None if retry_after is None else str(retry_after)
         self.state.add_faults([Fault("status", status=status, retry_after=ra, code=code)] * n)
 

@@ -428,3 +428,7 @@ def test_middlewares_refuse_unknown_options() -> None:
         WebhookWSGIMiddleware(_wsgi_app, projectid=PROJECT)
     with pytest.raises(TypeError, match="unknown option"):
         WebhookASGIMiddleware(_wsgi_app, jwks=PROJECT)
+    with pytest.raises(ValueError, match="jwks_url must be an https:// URL"):
+        WebhookASGIMiddleware(_wsgi_app, jwks_url="http://keys.example.com/jwks")
+    with pytest.raises(ValueError, match="issuer must be an https:// URL"):
+        WebhookWSGIMiddleware(_wsgi_app, issuer="oidc.vercel.com")
