@@ -84,14 +84,14 @@ def _gave_up(
     last: TransientFailure, retrying: tenacity.BaseRetrying, elapsed: float
 ) -> ConnectUnavailableError:
     attempts = retrying.statistics.get("attempt_number", 1)
-    said = last.error
+    said = last.error  # what Connect answered on the last attempt, when it answered
     return ConnectUnavailableError(
         f"Vercel Connect is unavailable: {last.description}"
-        f"{': ' + said.message if said is not None else ''} "
+        f"{': ' + said.message if said else ''} "
         f"(gave up after {attempts} attempt(s) in {elapsed:.1f} s)",
-        code=said.code or "unavailable" if said is not None else "unavailable",
+        code=(said.code if said else None) or "unavailable",
         status=last.status,
-        status_text=said.status_text if said is not None else "",
-        vendor=said.vendor if said is not None else None,
+        status_text=said.status_text if said else "",
+        vendor=said.vendor if said else None,
         request_id=last.request_id,
     )
