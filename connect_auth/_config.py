@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_BASE_URL", "is_loopback_host", "resolve_base_url"]
+__all__ = ["DEFAULT_BASE_URL", "is_loopback_host", "is_secure_url", "resolve_base_url"]
 
 DEFAULT_BASE_URL = "https://api.vercel.com"
 
@@ -39,6 +39,15 @@ def resolve_base_url(base_url: str | None, region: str | None, env: Mapping[str,
     if parts.query or parts.fragment:
         raise ValueError(f"base_url {chosen!r} must not carry a query or fragment")
     return chosen.rstrip("/")
+
+
+def is_secure_url(url: str) -> bool:
+    """An absolute ``https://`` URL, or ``http://`` to a loopback host: where a
+    credential or a signing key may be fetched from or sent to."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
 def is_loopback_host(host: str) -> bool:

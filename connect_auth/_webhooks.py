@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from ._config import is_loopback_host
+from ._config import is_secure_url
 from ._errors import WebhookVerificationError
 
 __all__ = [
@@ -205,12 +204,8 @@ def _expected(
 
 
 def _check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
-        return
-    raise ValueError(f"{name} must be an https:// URL (http:// only on loopback), not {url!r}")
+    if not is_secure_url(url):
+        raise ValueError(f"{name} must be an https:// URL (http:// only on loopback), not {url!r}")
 
 
 def bearer_token(source: object) -> str:

@@ -35,7 +35,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.authlib needs authlib: pip install 'connect-auth[authlib]'"
     ) from exc
 
-from ._config import is_loopback_host
+from ._config import is_secure_url
 from ._errors import OidcTokenError
 from ._models import check_connector
 from ._oidc import hidden, jwt_claims, resolve_credential
@@ -142,10 +142,7 @@ def oauth_origin(explicit: str | None, environ: Mapping[str, str]) -> str:
     """``oauth_base_url`` > ``CONNECT_AUTH_OAUTH_URL`` > ``https://connect.vercel.com``."""
     chosen = explicit or environ.get("CONNECT_AUTH_OAUTH_URL", "").strip() or DEFAULT_OAUTH_URL
     parts = urlsplit(chosen)
-    secure = parts.scheme == "https" or (
-        parts.scheme == "http" and is_loopback_host(parts.hostname or "")
-    )
-    if not secure or not parts.hostname or parts.query or parts.fragment:
+    if not is_secure_url(chosen) or parts.query or parts.fragment:
         raise ValueError(
             f"oauth_base_url must be an https:// origin (http:// only on loopback), not {chosen!r}"
         )
