@@ -32,6 +32,7 @@ __all__ = [
     "dotenv_folders",
     "hidden",
     "jwt_claims",
+    "jwt_segment",
     "oidc_token_scope",
     "parse_dotenv",
     "recent_credential",
@@ -308,17 +309,24 @@ def _facts_of(token: str) -> tuple[Credential, float | None]:
     return facts
 
 
+def jwt_segment(token: str, index: int) -> dict[str, Any] | None:
+    """Segment ``index`` of a compact JWT (0: header, 1: payload) as a JSON object,
+    unverified; None when ``token`` is not three segments or that one is not an object."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    part = parts[index]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def jwt_claims(token: str) -> Mapping[str, Any]:
     """The payload of a compact JWT, unverified (for its expiry and team, never for a
     security decision); empty when ``token`` is not a JWT."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return {}
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
-        return {}
-    return payload if isinstance(payload, dict) else {}
+    return jwt_segment(token, 1) or {}
 
 
 def _jwt_exp(token: str) -> float | None:
