@@ -648,19 +648,15 @@ class _Handler(BaseHTTPRequestHandler):
         if state.latency:
             emulator._stopping.wait(state.latency)
         auth = self.headers.get("Authorization", "")
+        sign_in = False  # a sign-in grant at /oauth/token, answered by the OAuth face
         if endpoint == "oauth_token":
             connector, secret = _oauth_client(auth, body)
-            params: Any = {"subject": {"type": "app"}}
             identity = emulator.verify_oidc(secret) if secret else None
             form = _form(body)
-            if fault is None and emulator.oauth.handles(form):  # a sign-in, not an app token
-                status, answer = emulator.oauth.token(form, connector, identity is not None)
-                state.log_call(
-                    Call(endpoint, connector, None, {"grant_type": form["grant_type"]},
-                         _public_identity(identity), status, None, time.time())
-                )  # fmt: skip
-                self._send(status, answer, {"Cache-Control": "no-store"})
-                return
+            sign_in = emulator.oauth.handles(form)
+            params: Any = (
+                {"grant_type": form["grant_type"]} if sign_in else {"subject": {"type": "app"}}
+            )
         else:
             try:
                 params = json.loads(body) if body else {}
@@ -703,7 +699,9 @@ class _Handler(BaseHTTPRequestHandler):
                     emulator._stopping.wait(fault.seconds)
                 self._drop()
             return
-        if identity is None:
+        if sign_in:
+            status, answer = emulator.oauth.token(form, connector, identity is not None)
+        elif identity is None:
             status, answer = (
                 401,
                 {
@@ -724,9 +722,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, answer = state.metadata(connector, identity)
         log(status)
-        if endpoint == "oauth_token":
+        if endpoint == "oauth_token" and not sign_in:
             status, answer = _as_oauth(status, answer)
-        self._send(status, answer)
+        self._send(status, answer, {"Cache-Control": "no-store"} if sign_in else None)
 
     def _provider(
         self, emulator: ConnectEmulator, path: str, query: dict[str, list[str]], body: bytes
