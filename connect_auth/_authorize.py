@@ -9,8 +9,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
-from urllib.parse import urlsplit
 
+from ._config import unambiguous_url
 from ._models import ConnectorRef, TokenRequest, check_connector, token_param_fields
 from ._protocol import invalid_answer, json_object
 
@@ -216,7 +216,7 @@ def check_callback_url(url: object) -> str:
     """``https:``, or ``http:`` on a loopback host (``localhost``, ``*.localhost``,
     127.0.0.1, [::1]): where the browser comes back after consent."""
     text = _text("callback_url", url)
-    parts = _split_url("callback_url", text)
+    parts = unambiguous_url("callback_url", text)
     host = (parts.hostname or "").lower()
     local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
     if parts.scheme == "https" or (parts.scheme == "http" and local):
@@ -230,20 +230,9 @@ def check_callback_url(url: object) -> str:
 def check_webhook_url(url: object) -> str:
     """``https:`` only: Connect calls it from the internet."""
     text = _text("webhook", url)
-    if _split_url("webhook", text).scheme != "https":
+    if unambiguous_url("webhook", text).scheme != "https":
         raise ValueError(f"webhook must be an https:// URL, not {text!r}")
     return text
-
-
-def _split_url(name: str, text: str) -> Any:
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        raise ValueError(f"{name} is not a valid URL ({exc}): {text!r}") from None
-    if not parts.hostname:
-        raise ValueError(f"{name} must be an absolute URL with a host, not {text!r}")
-    return parts
 
 
 def _text(name: str, value: object) -> str:

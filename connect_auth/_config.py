@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["DEFAULT_BASE_URL", "is_loopback_host", "is_secure_url", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "is_loopback_host",
+    "is_secure_url",
+    "resolve_base_url",
+    "unambiguous_url",
+]
 
 DEFAULT_BASE_URL = "https://api.vercel.com"
 
@@ -29,25 +35,56 @@ def resolve_base_url(base_url: str | None, region: str | None, env: Mapping[str,
     if not isinstance(chosen, str):
         raise TypeError(f"base_url must be a string, not {type(chosen).__name__}")
     chosen = chosen.strip()  # a pasted value's stray space or newline
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in chosen):
-        raise ValueError(f"base_url {chosen!r} must not contain spaces or control characters")
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = unambiguous_url("base_url", chosen)
+    if parts.scheme not in ("http", "https"):
         raise ValueError(f"base_url {chosen!r} must be an absolute http(s) URL")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
         raise ValueError(f"base_url {chosen!r} uses plain http on a non-loopback host; use https")
     if parts.query or parts.fragment:
         raise ValueError(f"base_url {chosen!r} must not carry a query or fragment")
     return chosen.rstrip("/")
 
 
+def unambiguous_url(name: str, url: object) -> SplitResult:
+    """The parts of an absolute URL that every parser reads alike (the scheme is the
+    caller's to check).
+
+    Refused with a `ValueError` naming ``name``: spaces and control characters
+    (a header or a log line could be split), a backslash (browsers and some HTTP
+    clients read ``\\`` as ``/``, so ``http://evil.example\\@127.0.0.1`` goes to
+    ``evil.example`` while `urllib.parse` sees 127.0.0.1), and a user name or
+    password (``user@host`` hides the real host from a reader, and clients send it
+    as credentials).
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"{name} must be a string, not {type(url).__name__}")
+    if any(c.isspace() or ord(c) < 32 or 127 <= ord(c) < 160 for c in url):
+        raise ValueError(f"{name} {url!r} must not contain spaces or control characters")
+    if "\\" in url:
+        raise ValueError(f"{name} {url!r} must not contain a backslash; write '/'")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"{name} {url!r} is not a valid URL ({exc})") from None
+    if not parts.scheme or not parts.hostname:
+        raise ValueError(f"{name} {url!r} must be an absolute URL with a host")
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{name} {url!r} must not carry a user name or password before '@'; give the host alone"
+        )
+    return parts
+
+
 def is_secure_url(url: str) -> bool:
-    """An absolute ``https://`` URL, or ``http://`` to a loopback host: where a
-    credential or a signing key may be fetched from or sent to."""
-    parts = urlsplit(url)
-    if not parts.hostname:
+    """An unambiguous (see `unambiguous_url`) ``https://`` URL, or ``http://`` to a
+    loopback host: where a credential or a signing key may be fetched from or sent to."""
+    try:
+        parts = unambiguous_url("url", url)
+    except (ValueError, TypeError):
         return False
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+    host = parts.hostname or ""
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))
 
 
 def is_loopback_host(host: str) -> bool:

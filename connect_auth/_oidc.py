@@ -318,7 +318,7 @@ def jwt_segment(token: str, index: int) -> dict[str, Any] | None:
     part = parts[index]
     try:
         value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # deep nesting: not a JWT of ours
         return None
     return value if isinstance(value, dict) else None
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from ._config import is_secure_url
+from ._config import is_secure_url, unambiguous_url
 from ._errors import WebhookVerificationError
+from ._flight import result_of, wait_async
 from ._oidc import jwt_segment
 
 __all__ = [
@@ -48,7 +51,14 @@ JWKS_MAX_AGE = 3600.0
 #: Seconds of clock skew accepted on ``exp``, ``nbf`` and ``iat``.
 LEEWAY = 30.0
 _TEAM_ISSUER = re.compile(r"https://oidc\.vercel\.com/[A-Za-z0-9][A-Za-z0-9_-]*")
-_MAX_JWKS_BYTES = 1 << 20
+#: A JWKS answer larger than this is refused (Vercel's is a few kilobytes).
+MAX_JWKS_BYTES = 1 << 20
+#: Seconds one JWKS fetch may take in all, however slowly the answer arrives.
+JWKS_DEADLINE = 10.0
+#: Vercel's OIDC tokens are about 1 kB, their header under 100 bytes: anything far
+#: larger is refused before it is parsed.
+MAX_TOKEN_CHARS = 16_384
+MAX_HEADER_CHARS = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +131,8 @@ def verify_connect_webhook(
     token, header, expected = _prepare(
         headers_or_request, project_id, environment, owner_id, audience, issuer, jwks_url
     )
-    key = _JWKS.key(expected.jwks_url, header["kid"])
-    if key is _REFETCH:
-        _JWKS.store(expected.jwks_url, _fetch(expected.jwks_url))
-        key = _JWKS.key(expected.jwks_url, header["kid"], fetched=True)
-    return _finish(token, key, expected)
+    kid = header["kid"]
+    return _finish(token, _key_after(_JWKS.key(expected.jwks_url, kid), kid), expected)
 
 
 async def averify_connect_webhook(
@@ -138,15 +145,15 @@ async def averify_connect_webhook(
     issuer: str | None = None,
     jwks_url: str | None = None,
 ) -> WebhookClaims:
-    """Async `verify_connect_webhook`: the JWKS is fetched on the caller's event loop."""
+    """Async `verify_connect_webhook`: waiting for the JWKS never blocks the event loop."""
     token, header, expected = _prepare(
         headers_or_request, project_id, environment, owner_id, audience, issuer, jwks_url
     )
-    key = _JWKS.key(expected.jwks_url, header["kid"])
-    if key is _REFETCH:
-        _JWKS.store(expected.jwks_url, await _afetch(expected.jwks_url))
-        key = _JWKS.key(expected.jwks_url, header["kid"], fetched=True)
-    return _finish(token, key, expected)
+    kid = header["kid"]
+    found = _JWKS.key(expected.jwks_url, kid)
+    if isinstance(found, Future):
+        await wait_async(found)  # the loop keeps running while the keys are fetched
+    return _finish(token, _key_after(found, kid), expected)
 
 
 # -- the checks before any network --------------------------------------------------
@@ -203,6 +210,12 @@ def _expected(
 
 
 def _check_url(name: str, url: str) -> None:
+    try:
+        unambiguous_url(name, url)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} must be an https:// URL (http:// only on loopback); {exc}"
+        ) from None
     if not is_secure_url(url):
         raise ValueError(f"{name} must be an https:// URL (http:// only on loopback), not {url!r}")
 
@@ -251,6 +264,8 @@ def jwt_header(token: str) -> dict[str, Any]:
     """The JOSE header of a compact JWT, refused unless RS256 with a key id."""
     if token.count(".") != 2:
         raise _refused("the bearer is not a JWT", "webhook_unauthorized")
+    if len(token) > MAX_TOKEN_CHARS or token.index(".") > MAX_HEADER_CHARS:
+        raise _refused("the JWT is larger than any Vercel OIDC token", "webhook_unauthorized")
     header = jwt_segment(token, 0)
     if header is None:
         raise _refused("the JWT header is malformed", "webhook_unauthorized")
@@ -264,67 +279,129 @@ def jwt_header(token: str) -> dict[str, Any]:
 
 # -- the signing keys ------------------------------------------------------------------
 
-_REFETCH = object()
+
+@dataclass
+class _Source:
+    """What is known of one JWKS URL."""
+
+    keys: dict[str, Any] = field(default_factory=dict)  # kid -> RSAKey
+    fetched_at: float = -math.inf  # when ``keys`` arrived
+    tried_at: float = -math.inf  # when the last fetch started
+    refetched_at: float = -math.inf  # when the last fetch for an unknown key id started
+    failure: str | None = None  # the last fetch's error message; None when it worked
+    flight: Future[dict[str, Any]] | None = None  # the fetch under way
 
 
 class _KeyCache:
-    """Signing keys per JWKS URL. A key id the cache lacks causes one fetch, unless
-    one was started for that URL under `REFETCH_INTERVAL` seconds ago: the first
-    caller claims the fetch, so a burst of forged key ids costs one fetch."""
+    """Signing keys per JWKS URL, fetched by one flight per URL at a time.
+
+    Callers wait for the fetch of their URL that is under way rather than start
+    one. With no keys (or keys older than `JWKS_MAX_AGE`) a fetch starts; a key
+    id the fresh keys lack starts one only if no such refetch started in the last
+    `REFETCH_INTERVAL` seconds; and a failed fetch's failure is answered again,
+    without the network, for that interval. So a burst of forged tokens costs one
+    fetch, cold or warm, and a failing JWKS is asked once per interval. Fetches
+    run on a thread of their own, so a cancelled or timed-out caller never leaves
+    the others waiting on a fetch nobody finishes.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
-        self._keys: dict[str, dict[str, Any]] = {}  # url -> kid -> RSAKey
-        self._fetched: dict[str, float] = {}
-        self._refetched: dict[str, float] = {}
+        self._sources: dict[str, _Source] = {}
 
-    def key(self, url: str, kid: str, *, fetched: bool = False) -> Any:
-        """The key, `_REFETCH` to fetch the set first, or a refusal."""
+    def key(self, url: str, kid: str) -> Any:
+        """The key for ``kid``, or the fetch (a `Future` of the keys) to wait for;
+        raises the refusal when neither can help."""
         now = self._clock()
         with self._lock:
-            keys = self._keys.get(url)
-            if keys is not None and now - self._fetched[url] < JWKS_MAX_AGE and kid in keys:
-                return keys[kid]
-            if not fetched:
-                if keys is None or now - self._fetched[url] >= JWKS_MAX_AGE:
-                    return _REFETCH  # nothing cached yet, or too old to trust
-                last = self._refetched.get(url)
-                if last is None or now - last >= REFETCH_INTERVAL:
-                    self._refetched[url] = now  # claimed: concurrent callers do not fetch
-                    return _REFETCH
-        raise _refused(f"no signing key {kid[:40]!r} in the JWKS", "webhook_unauthorized")
+            source = self._sources.setdefault(url, _Source())
+            fresh = now - source.fetched_at < JWKS_MAX_AGE
+            if fresh and kid in source.keys:
+                return source.keys[kid]
+            if source.flight is not None:
+                return source.flight
+            if source.failure is not None and now - source.tried_at < REFETCH_INTERVAL:
+                # said again without the network
+                raise WebhookVerificationError(source.failure, code="jwks_unavailable", status=503)
+            if fresh:  # an unknown key id: Vercel may have rotated its keys
+                if now - source.refetched_at < REFETCH_INTERVAL:
+                    raise _no_key(kid)
+                source.refetched_at = now
+            source.tried_at = now
+            flight = source.flight = Future()
+        threading.Thread(
+            target=self._fetch, args=(url, flight), name="connect_auth-jwks", daemon=True
+        ).start()
+        return flight
 
-    def store(self, url: str, keys: dict[str, Any]) -> None:
+    def _fetch(self, url: str, flight: Future[dict[str, Any]]) -> None:
+        try:
+            keys, failure = download_jwks(url), None
+        except WebhookVerificationError as exc:
+            keys, failure = {}, exc
+        except Exception as exc:  # never leave the waiters hanging
+            keys, failure = {}, _unavailable(url, type(exc).__name__)
         with self._lock:
-            self._keys[url] = keys
-            self._fetched[url] = self._clock()
+            source = self._sources[url]
+            source.flight = None
+            if failure is None:
+                source.keys, source.fetched_at, source.failure = keys, self._clock(), None
+            else:
+                source.failure = failure.message
+        if failure is None:
+            flight.set_result(keys)
+        else:
+            flight.set_exception(failure)
 
     def clear(self) -> None:
         with self._lock:
-            self._keys.clear()
-            self._fetched.clear()
-            self._refetched.clear()
+            self._sources.clear()
 
 
 _JWKS = _KeyCache()
 
 
-def _fetch(url: str) -> dict[str, Any]:
-    try:
-        r = httpx.get(url, timeout=5.0, headers={"Accept": "application/json"})
-    except httpx.HTTPError as exc:
-        raise _unavailable(url, type(exc).__name__) from None
-    return _parse_jwks(url, r)
+def _key_after(found: Any, kid: str) -> Any:
+    """The key once a fetch has answered: a known kid, or a refusal (never a new fetch)."""
+    if not isinstance(found, Future):
+        return found
+    keys = result_of(found)
+    if kid not in keys:
+        raise _no_key(kid)
+    return keys[kid]
 
 
-async def _afetch(url: str) -> dict[str, Any]:
+def download_jwks(url: str) -> dict[str, Any]:
+    """The RSA signing keys at ``url``, by key id, within `JWKS_DEADLINE` seconds in
+    all and `MAX_JWKS_BYTES`: a slow or endless answer is cut off, not waited for."""
+    from ._sync_deadline import bound_by_deadline
+    from ._wire import attempt_deadline
+
+    reset = attempt_deadline.set(time.monotonic() + JWKS_DEADLINE)
     try:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            r = await client.get(url, headers={"Accept": "application/json"})
-    except httpx.HTTPError as exc:
+        with httpx.Client(timeout=JWKS_DEADLINE, follow_redirects=False) as http:
+            bound_by_deadline(http)
+            headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+            with http.stream("GET", url, headers=headers) as r:
+                if r.status_code != 200:
+                    raise _unavailable(url, f"HTTP {r.status_code}")
+                if r.headers.get("content-encoding", "identity").lower() != "identity":
+                    raise _unavailable(url, "the answer is compressed")  # no zip bombs
+                if int(r.headers.get("content-length") or 0) > MAX_JWKS_BYTES:
+                    raise _unavailable(url, "the answer is too large")
+                body = bytearray()
+                for chunk in r.iter_raw():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise _unavailable(url, "the answer is too large")
+    except httpx.TimeoutException:
+        raise _unavailable(url, f"no complete answer within {JWKS_DEADLINE:g} s") from None
+    except (httpx.HTTPError, ValueError) as exc:
         raise _unavailable(url, type(exc).__name__) from None
-    return _parse_jwks(url, r)
+    finally:
+        attempt_deadline.reset(reset)
+    return parse_jwks(url, bytes(body))
 
 
 def _jose() -> Any:
@@ -340,18 +417,13 @@ def _jose() -> Any:
     return joserfc
 
 
-def _parse_jwks(url: str, r: httpx.Response) -> dict[str, Any]:
-    """The RSA signature keys of a JWKS answer, by key id."""
+def parse_jwks(url: str, body: bytes) -> dict[str, Any]:
+    """The RSA signature keys of a JWKS answer, by key id; whatever cannot be parsed
+    is `jwks_unavailable`, never another exception."""
     jose = _jose()
-    JoseError, RSAKey = jose.errors.JoseError, jose.jwk.RSAKey
-
-    if r.status_code != 200:
-        raise _unavailable(url, f"HTTP {r.status_code}")
-    if len(r.content) > _MAX_JWKS_BYTES:
-        raise _unavailable(url, "the answer is too large")
     try:
-        data = json.loads(r.content)
-    except ValueError:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         raise _unavailable(url, "the answer is not JSON") from None
     raw = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(raw, list):
@@ -364,8 +436,8 @@ def _parse_jwks(url: str, r: httpx.Response) -> dict[str, Any]:
             continue
         public = {k: item[k] for k in ("kty", "n", "e") if k in item}
         try:
-            keys[item["kid"]] = RSAKey.import_key(public)  # public parts only
-        except (JoseError, ValueError, TypeError):
+            keys[item["kid"]] = jose.jwk.RSAKey.import_key(public)  # public parts only
+        except Exception:  # a key that does not import is not a key
             continue
     return keys
 
@@ -379,6 +451,8 @@ def _finish(token: str, key: Any, expected: _Expected) -> WebhookClaims:
         claims = dict(jose.jwt.decode(token, key, algorithms=["RS256"]).claims)
     except (jose.errors.JoseError, ValueError, TypeError):
         raise _refused("the JWT signature is invalid", "webhook_unauthorized") from None
+    except Exception:  # a hostile token must never become a 500
+        raise _refused("the JWT is malformed", "webhook_unauthorized") from None
     return check_claims(claims, expected, time.time())
 
 
@@ -429,11 +503,21 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _refused(f"the token's {name} is not a number")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any date
+        seconds = math.inf
+    if not math.isfinite(seconds):  # NaN compares false with everything: it never expires
+        raise _refused(f"the token's {name} is not a finite number")
+    return seconds
 
 
 def _refused(why: str, code: str = "webhook_unauthorized") -> WebhookVerificationError:
     return WebhookVerificationError(f"webhook refused: {why}", code=code, status=401)
+
+
+def _no_key(kid: str) -> WebhookVerificationError:
+    return _refused(f"no signing key {kid[:40]!r} in the JWKS", "webhook_unauthorized")
 
 
 def _unavailable(url: str, why: str) -> WebhookVerificationError:
@@ -456,18 +540,22 @@ class WebhookASGIMiddleware:
 
     Args:
         app: the ASGI app to protect.
-        paths: only requests to these exact paths are checked (default: every
-            HTTP request).
+        paths: only requests to these paths are checked (default: every HTTP
+            request). A path is matched as the app routes it: inside a Starlette
+            ``Mount``, a FastAPI sub-app or behind an ASGI ``root_path``, give the
+            path the mounted app sees; repeated and trailing slashes do not matter.
         **options: the keyword arguments of `verify_connect_webhook`.
     """
 
     def __init__(self, app: Any, *, paths: Sequence[str] | None = None, **options: Any) -> None:
         self.app = app
-        self.paths = None if paths is None else frozenset(paths)
+        self.paths = _path_set(paths)
         self.options = _options(options)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (self.paths is not None and scope["path"] not in self.paths):
+        if scope["type"] != "http" or not _guarded(
+            self.paths, scope.get("path") or "", scope.get("root_path") or ""
+        ):
             await self.app(scope, receive, send)
             return
         try:
@@ -494,17 +582,21 @@ class WebhookWSGIMiddleware:
 
     Args:
         app: the WSGI app to protect.
-        paths: only requests to these exact paths are checked (default: every request).
+        paths: only requests to these paths are checked (default: every request).
+            Matched with and without ``SCRIPT_NAME``; repeated and trailing
+            slashes do not matter.
         **options: the keyword arguments of `verify_connect_webhook`.
     """
 
     def __init__(self, app: Any, *, paths: Sequence[str] | None = None, **options: Any) -> None:
         self.app = app
-        self.paths = None if paths is None else frozenset(paths)
+        self.paths = _path_set(paths)
         self.options = _options(options)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if self.paths is not None and environ.get("PATH_INFO") not in self.paths:
+        if not _guarded(
+            self.paths, environ.get("PATH_INFO") or "", environ.get("SCRIPT_NAME") or ""
+        ):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         auth = environ.get("HTTP_AUTHORIZATION")
         headers = {} if auth is None else {"authorization": auth}
@@ -520,6 +612,38 @@ class WebhookWSGIMiddleware:
             return [body]
         environ["connect_webhook"] = claims
         return self.app(environ, start_response)  # type: ignore[no-any-return]
+
+
+def _path_set(paths: Sequence[str] | None) -> frozenset[str] | None:
+    """The guarded paths, normalized as `_guarded` compares them."""
+    if paths is None:
+        return None
+    if isinstance(paths, str) or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+        raise TypeError("paths must be a list of paths that start with '/', such as ['/webhooks']")
+    return frozenset(_normal(p) for p in paths)
+
+
+def _guarded(paths: frozenset[str] | None, path: str, prefix: str) -> bool:
+    """Whether a request must be verified: its path matches a guarded one in any way
+    a framework may route it.
+
+    A mounted app (Starlette ``Mount``, FastAPI sub-apps, an ASGI server's
+    ``root_path``, WSGI's ``SCRIPT_NAME``) routes by the path without its mount
+    prefix, while the server may give the path with it, or without. So the path
+    as given, without the prefix and with it are all compared, slashes
+    normalized; when in doubt, the request is verified.
+    """
+    if paths is None:
+        return True
+    candidates = {path, prefix + path}
+    if prefix and path.startswith(prefix):
+        candidates.add(path[len(prefix) :])
+    return any(_normal(c) in paths for c in candidates)
+
+
+def _normal(path: str) -> str:
+    """``//a//b/`` as ``/a/b``: routers differ on repeated and trailing slashes."""
+    return "/" + "/".join(part for part in path.split("/") if part)
 
 
 _OPTION_NAMES = frozenset(

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 try:
     import authlib  # noqa: F401 - the extra's presence, said up front
@@ -35,7 +35,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.authlib needs authlib: pip install 'connect-auth[authlib]'"
     ) from exc
 
-from ._config import is_secure_url
+from ._config import is_secure_url, unambiguous_url
 from ._errors import OidcTokenError
 from ._models import check_connector
 from ._oidc import hidden, jwt_claims, resolve_credential
@@ -141,7 +141,7 @@ def connect_scopes(scopes: Sequence[str] | None) -> list[str]:
 def oauth_origin(explicit: str | None, environ: Mapping[str, str]) -> str:
     """``oauth_base_url`` > ``CONNECT_AUTH_OAUTH_URL`` > ``https://connect.vercel.com``."""
     chosen = explicit or environ.get("CONNECT_AUTH_OAUTH_URL", "").strip() or DEFAULT_OAUTH_URL
-    parts = urlsplit(chosen)
+    parts = unambiguous_url("oauth_base_url", chosen)
     if not is_secure_url(chosen) or parts.query or parts.fragment:
         raise ValueError(
             f"oauth_base_url must be an https:// origin (http:// only on loopback), not {chosen!r}"

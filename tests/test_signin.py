@@ -5,10 +5,10 @@ the refusals; and one run in a real headless Chromium."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from werkzeug.serving import make_server
+from helpers import free_port, serve_asgi, serve_wsgi
 
 from connect_auth.authlib import connect_client_auth, connect_scopes, oauth_origin, team_id
 from connect_auth.testing import ConnectEmulator
@@ -37,40 +36,9 @@ def _example(name: str) -> ModuleType:
     return module
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve_fastapi(app: Any) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def _serve_flask(app: Any) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
-SERVERS: dict[str, Callable[[Any], Iterator[str]]] = {
-    "fastapi_signin": _serve_fastapi,
-    "flask_signin": _serve_flask,
+SERVERS: dict[str, Callable[[Any], contextlib.AbstractContextManager[str]]] = {
+    "fastapi_signin": serve_asgi,
+    "flask_signin": serve_wsgi,
 }
 
 
@@ -82,7 +50,8 @@ def emu() -> Iterator[ConnectEmulator]:
 
 def _app_url(emu: ConnectEmulator, example: str, vercel_token: str | None) -> Iterator[str]:
     app = _example(example).create_app(oauth_base_url=emu.oauth_url, vercel_token=vercel_token)
-    yield from SERVERS[example](app)
+    with SERVERS[example](app) as url:
+        yield url
 
 
 class _Form(HTMLParser):
@@ -372,7 +341,7 @@ def test_each_example_runs_with_one_command(example: str, tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()

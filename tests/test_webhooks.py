@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 import traceback
@@ -18,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import requests
-import uvicorn
 from fastapi import FastAPI, Request
+from helpers import free_port, serve_asgi
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -284,9 +283,7 @@ def test_a_concurrent_burst_of_unknown_kids_costs_one_fetch(emu: ConnectEmulator
 
 
 def test_an_unreachable_jwks_fails_closed_with_503() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     token = _sign(_claims())
     with pytest.raises(WebhookVerificationError, match="could not be fetched") as caught:
         verify_connect_webhook(
@@ -402,25 +399,12 @@ def test_asgi_middleware_in_a_fastapi_app_on_uvicorn(emu: ConnectEmulator) -> No
         environment=ENV,
         jwks_url=emu.jwks_url,
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        base = f"http://127.0.0.1:{port}"
+    with serve_asgi(api) as base:
         ok = emu.deliver_webhook(base + "/webhooks/connect", {"event": 1})
         assert ok.status_code == 200 and ok.json() == {"project": PROJECT, "payload": {"event": 1}}
         bad = emu.deliver_webhook(base + "/webhooks/connect", {}, token=_sign(_claims(), kid="x"))
         assert bad.status_code == 401
         assert httpx.get(base + "/health").json() == {"ok": "yes"}  # other paths untouched
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_middlewares_refuse_unknown_options() -> None:
