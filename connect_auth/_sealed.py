@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 __all__ = ["KEY_HINT", "Sealer"]
 
 KEY_HINT = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
-_MIN_KEY_BYTES = 16
+_MIN_KEY_BYTES = 32
 _NONCE = 12
 
 
@@ -28,8 +28,9 @@ class Sealer:
     """Seals values and names entries with keys derived from ``key``.
 
     Args:
-        key: at least 16 bytes of secret key material (``str`` is UTF-8 encoded);
-            every process sharing the cache uses the same one.
+        key: at least 32 bytes of secret key material (``str`` is UTF-8 encoded);
+            every process sharing the cache uses the same one. A short key can be
+            guessed offline from any one value read from Redis, so it is refused.
     """
 
     __slots__ = ("_aead", "_mac")
@@ -55,17 +56,18 @@ class Sealer:
         digest = hmac.new(self._mac, b"token\x00" + token.encode(), hashlib.sha256)
         return digest.hexdigest()[:32].encode()
 
-    def seal(self, plaintext: bytes, name: bytes) -> bytes:
-        """Encrypt ``plaintext`` bound to ``name``: it opens only under that name."""
+    def seal(self, plaintext: bytes, bound_to: bytes) -> bytes:
+        """Encrypt ``plaintext`` bound to ``bound_to`` (associated data: an entry's
+        name and anything stored in clear beside the value): it opens only with it."""
         nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, plaintext, name)
+        return nonce + self._aead.encrypt(nonce, plaintext, bound_to)
 
-    def open(self, sealed: bytes, name: bytes) -> bytes | None:
-        """The plaintext, or ``None`` for a wrong key, another name or tampering."""
+    def open(self, sealed: bytes, bound_to: bytes) -> bytes | None:
+        """The plaintext, or ``None`` for a wrong key, other associated data or tampering."""
         if len(sealed) <= _NONCE:
             return None
         try:
-            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], name)
+            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], bound_to)
         except InvalidTag:
             return None
 

@@ -49,7 +49,9 @@ log = logging.getLogger("connect_auth")
 _REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
 
 # A value is fingerprint (32 bytes) + expiry in epoch ms (16 digits) + sealed JSON:
-# the scripts below compare the first two without the key.
+# the scripts below compare the first two without the key. The sealed part is bound
+# to the entry's name and to those 48 bytes, so a writer without the key can change
+# neither; what decides after opening is the sealed token itself.
 _FP, _EXP = 32, 48
 
 _WRITE = """
@@ -79,6 +81,16 @@ return 0
 """
 """Delete a token only if it is still the refused one."""
 
+_LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return -3
+end
+return redis.call('PTTL', KEYS[1])
+"""
+"""Take the lease (-3), or say how long the holder's lease has left (-1: no expiry,
+-2: gone since)."""
+_TAKEN, _GONE = -3, -2
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -89,13 +101,20 @@ return 0
 
 _EVICT = """
 local members = redis.call('SMEMBERS', KEYS[1])
+local prefix = ARGV[1]
+local deleted = 0
 for _, key in ipairs(members) do
-  redis.call('DEL', key)
+  if string.len(key) == string.len(prefix) + 64
+     and string.sub(key, 1, string.len(prefix)) == prefix
+     and not string.find(key, '[^0-9a-f]', string.len(prefix) + 1) then
+    deleted = deleted + redis.call('DEL', key)
+  end
 end
 redis.call('DEL', KEYS[1])
-return #members
+return deleted
 """
-"""Delete every token of one connector and subject."""
+"""Delete every token of one connector and subject: only members shaped like this
+cache's own token names (prefix, then 64 hex digits), whatever else the set holds."""
 
 
 class _Names(NamedTuple):
@@ -107,7 +126,7 @@ class _Names(NamedTuple):
 class _Op(NamedTuple):
     """One Redis step of `RedisTokenCache._plan`, run by a sync or async driver."""
 
-    kind: str  # "get", "lease", "script" or "sleep"
+    kind: str  # "get", "script" or "sleep"
     args: tuple[Any, ...]
 
 
@@ -127,9 +146,11 @@ class RedisTokenCache:
         async_client: a ``redis.asyncio.Redis`` for async callers, next to a sync
             ``client``. Without one, async callers open a connection from
             ``url`` per shared-cache lookup (a local miss) and close it after.
-        encryption_key: a secret of at least 16 bytes (``str`` or ``bytes``),
-            the same in every process: tokens are encrypted and authenticated
-            with a key derived from it, and entry names are keyed digests of it.
+        encryption_key: a random secret of at least 32 bytes (``str`` or
+            ``bytes``), the same in every process: tokens are encrypted and
+            authenticated with a key derived from it, and entry names are keyed
+            digests of it. Generate one with ``python -c "import secrets;
+            print(secrets.token_urlsafe(32))"``.
         namespace: keeps this cache's entries apart from other caches on the
             same Redis; also the Redis Cluster hash tag of every key.
         lease_ms: how long one process may fetch a missing token before another
@@ -188,6 +209,13 @@ class RedisTokenCache:
                 url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
             )
         self._async = async_client
+        for made in (self._sync, self._async):
+            if made is not None and made.connection_pool.connection_kwargs.get("decode_responses"):
+                raise ValueError(
+                    "RedisTokenCache stores bytes: give it a Redis client (or URL) without "
+                    "decode_responses=True; a separate client for the cache costs one "
+                    "connection pool"
+                )
         self._prefix = "{" + namespace + "}:"
         self._lease_ms = int(lease_ms)
         self._retry_after = float(retry_after)
@@ -244,10 +272,9 @@ class RedisTokenCache:
             if outcome is _LEAD:
                 self._quietly(lambda: self._script(client, _RELEASE)([names.lease], [fence]))
             raise
-        if outcome is _LEAD:
-            write = self._writer(flight, names, response, fence)
-            if write is not None:
-                self._quietly(lambda: self._script(client, _WRITE)(*write))
+        write = self._writer(flight, names, response, fence)  # with or without the lease
+        if write is not None:
+            self._quietly(lambda: self._script(client, _WRITE)(*write))
         return response
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
@@ -290,10 +317,9 @@ class RedisTokenCache:
             if outcome is _LEAD:
                 await self._aquietly(run, _Op("script", (_RELEASE, [names.lease], [fence])))
             raise
-        if outcome is _LEAD:
-            write = self._writer(flight, names, response, fence)
-            if write is not None:
-                await self._aquietly(run, _Op("script", (_WRITE, *write)))
+        write = self._writer(flight, names, response, fence)  # with or without the lease
+        if write is not None:
+            await self._aquietly(run, _Op("script", (_WRITE, *write)))
         return response
 
     # -- what the client's cache operations reach ---------------------------------------
@@ -309,7 +335,7 @@ class RedisTokenCache:
         client = self._sync
         if client is not None and self._up():
             index = self._subject_index(connector, subject_key)
-            self._quietly(lambda: self._script(client, _EVICT)([index], []))
+            self._quietly(lambda: self._script(client, _EVICT)([index], [self._token_prefix]))
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
         """`evict_subject` for async callers."""
@@ -320,7 +346,8 @@ class RedisTokenCache:
             return
         index = self._subject_index(connector, subject_key)
         await self._aquietly(
-            lambda op: self._arun(self._async, op), _Op("script", (_EVICT, [index], []))
+            lambda op: self._arun(self._async, op),
+            _Op("script", (_EVICT, [index], [self._token_prefix])),
         )
 
     def clear(self) -> None:
@@ -346,10 +373,14 @@ class RedisTokenCache:
     def _names(self, key: CacheKey) -> _Names:
         request_key, digest = key
         text = json.dumps([request_key.connector, request_key.params_key, digest])
-        value = self._prefix + "t:" + self._sealer.name("token", text)
+        value = self._token_prefix + self._sealer.name("token", text)
         lease = self._prefix + "l:" + self._sealer.name("lease", text)
         subject = self._subject_index(request_key.connector, request_key.subject_key)
         return _Names(value, lease, subject)
+
+    @property
+    def _token_prefix(self) -> str:
+        return self._prefix + "t:"
 
     def _subject_index(self, connector: str, subject_key: object) -> str:
         return (
@@ -361,7 +392,8 @@ class RedisTokenCache:
 
         Returns a `TokenResponse` from Redis, ``_LEAD`` when this process
         took the lease and must fetch, or ``None`` to fetch without the lease
-        (waited too long for another process).
+        (waited too long for another process, or the lease is not one this cache
+        sets); either way the fetched token is written back.
         """
         if flight.refused is not None:
             yield _Op(
@@ -377,8 +409,18 @@ class RedisTokenCache:
         give_up = time.monotonic() + 2 * self._lease_ms / 1000.0
         delay = 0.005
         while True:
-            if (yield _Op("lease", (names.lease, fence, self._lease_ms))):
+            held = yield _Op("script", (_LEASE, [names.lease], [fence, self._lease_ms]))
+            if held == _TAKEN:
                 return _LEAD
+            if held != _GONE and is_foreign_lease(held, self._lease_ms):
+                log.warning(
+                    "connect_auth: the Redis lease for %s has no expiry or one longer than "
+                    "lease_ms (%d ms), so no process of this cache set it; fetching from "
+                    "Connect directly",
+                    flight.request.connector,
+                    self._lease_ms,
+                )
+                return None
             if time.monotonic() > give_up:
                 log.warning(
                     "connect_auth: another process held the Redis lease for %s longer than "
@@ -396,23 +438,35 @@ class RedisTokenCache:
     def _accept(
         self, raw: bytes | None, names: _Names, flight: Flight, newer_than: float
     ) -> TokenResponse | None:
-        """The token in ``raw`` if it will do for ``flight``; a wrong key reads as a miss."""
-        if not raw or len(raw) <= _EXP:
+        """The token in ``raw`` if it will do for ``flight``. A wrong key, a changed
+        prefix or anything that is not one of our values reads as a miss."""
+        if not isinstance(raw, bytes) or len(raw) <= _EXP:
             return None
-        expires_at = _expiry(raw)
-        if expires_at <= newer_than or not is_fresh(
-            expires_at, time.time() * 1000.0, flight.request.buffer_ms
-        ):
-            return None
-        if flight.refused is not None and raw[:_FP] == self._sealer.fingerprint(flight.refused):
-            return None
-        plain = self._sealer.open(raw[_EXP:], names.value.encode())
+        if not self._will_do(_expiry(raw), raw[:_FP], flight, newer_than):
+            return None  # decided without decrypting; checked again on what opens
+        plain = self._sealer.open(raw[_EXP:], names.value.encode() + raw[:_EXP])
         if plain is None:
             return None
         try:
-            return parse_token_response(plain)
+            response = parse_token_response(plain)
         except ConnectError:
             return None
+        fingerprint = self._sealer.fingerprint(response.token)
+        return (
+            response
+            if self._will_do(response.expires_at, fingerprint, flight, newer_than)
+            else None
+        )
+
+    def _will_do(
+        self, expires_at: float, fingerprint: bytes, flight: Flight, newer_than: float
+    ) -> bool:
+        """Fresh enough, newer than a forced refresh needs, and not the refused token."""
+        if expires_at <= newer_than or not is_fresh(
+            expires_at, time.time() * 1000.0, flight.request.buffer_ms
+        ):
+            return False
+        return flight.refused is None or fingerprint != self._sealer.fingerprint(flight.refused)
 
     def _writer(
         self, flight: Flight, names: _Names, response: TokenResponse, fence: str
@@ -422,11 +476,8 @@ class RedisTokenCache:
         if ttl_ms <= 0:
             return None
         plain = json.dumps(response.to_dict()).encode()
-        stored = (
-            self._sealer.fingerprint(response.token)
-            + b"%016d" % int(response.expires_at)
-            + self._sealer.seal(plain, names.value.encode())
-        )
+        clear = self._sealer.fingerprint(response.token) + b"%016d" % int(response.expires_at)
+        stored = clear + self._sealer.seal(plain, names.value.encode() + clear)
         keys = [names.value, names.lease, names.subject]
         return keys, [stored, ttl_ms, fence, b"%016d" % int(response.expires_at)]
 
@@ -435,9 +486,6 @@ class RedisTokenCache:
     def _run(self, client: Any, op: _Op) -> Any:
         if op.kind == "get":
             return client.get(*op.args)
-        if op.kind == "lease":
-            lease, fence, ms = op.args
-            return client.set(lease, fence, nx=True, px=ms)
         if op.kind == "sleep":
             time.sleep(*op.args)
             return None
@@ -447,9 +495,6 @@ class RedisTokenCache:
     async def _arun(self, client: Any, op: _Op) -> Any:
         if op.kind == "get":
             return await client.get(*op.args)
-        if op.kind == "lease":
-            lease, fence, ms = op.args
-            return await client.set(lease, fence, nx=True, px=ms)
         if op.kind == "sleep":
             await asyncio.sleep(*op.args)
             return None
@@ -497,11 +542,24 @@ class RedisTokenCache:
             self._trip(exc)
 
 
-def _expiry(raw: bytes) -> float:
+def _expiry(raw: object) -> float:
+    """The clear expiry of a stored value; 0 for anything that is not one."""
+    if not isinstance(raw, bytes):
+        return 0.0
     try:
         return float(int(raw[_FP:_EXP]))
     except ValueError:
         return 0.0
+
+
+def is_foreign_lease(ttl_ms: object, lease_ms: int) -> bool:
+    """Whether a lease's remaining time (``PTTL``) shows it was not set by a process
+    of this cache, which always sets one of at most ``lease_ms``: no expiry, a longer
+    one, or an answer that is not a number. Waiting for such a lease would stall
+    every miss for nothing."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        return True
+    return ttl_ms == -1 or ttl_ms > lease_ms
 
 
 def _drive(plan: Generator[_Op, Any, object], run: Callable[[_Op], Any]) -> object:

@@ -127,7 +127,7 @@ def test_a_wrong_encryption_key_is_a_miss(
     """A cache written with another key is never read as a token, nor an error."""
     oidc = emulator.oidc_token()
     with (
-        RedisTokenCache(redis_url, encryption_key="another secret key of 32 bytes!") as other,
+        RedisTokenCache(redis_url, encryption_key="another secret key of 32+ bytes!") as other,
         _client(emulator, cache, vercel_token=oidc) as a,
         _client(emulator, other, vercel_token=oidc) as b,
     ):
