@@ -13,10 +13,11 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+
+from ._config import is_loopback_host, unambiguous_url
 
 __all__ = ["OAuthGrant", "OAuthServer", "pkce_s256"]
 
@@ -60,15 +61,33 @@ class OAuthServer:
         self._by_access: dict[str, tuple[OAuthGrant, float]] = {}
         self._by_refresh: dict[str, OAuthGrant] = {}
 
-    def check_authorize(self, query: Mapping[str, str], known: Callable[[str], bool]) -> str | None:
-        """Why an authorize request cannot be served (shown on the page), or None."""
+    def check_authorize(
+        self, query: Mapping[str, str], registered: Callable[[str], Sequence[str] | None]
+    ) -> str | None:
+        """Why an authorize request cannot be served (shown on the page), or None.
+
+        ``registered(client_id)`` gives the connector's registered redirect URIs, or
+        None for an unknown connector. A code goes only to one of those or to a
+        loopback address, never to wherever a link says.
+        """
         if query.get("response_type") != "code":
             return "response_type must be 'code'"
-        if not known(query.get("client_id", "")):
+        allowed = registered(query.get("client_id", ""))
+        if allowed is None:
             return f"unknown client_id {query.get('client_id')!r}: it must be a connector uid"
-        redirect = urlsplit(query.get("redirect_uri", ""))
-        if redirect.scheme not in ("http", "https") or not redirect.hostname:
-            return "redirect_uri must be an absolute http(s) URL"
+        redirect_uri = query.get("redirect_uri", "")
+        if redirect_uri not in allowed:
+            try:
+                redirect = unambiguous_url("redirect_uri", redirect_uri)
+            except ValueError as exc:
+                return str(exc)
+            if redirect.scheme not in ("http", "https") or not is_loopback_host(
+                redirect.hostname or ""
+            ):
+                return (
+                    f"redirect_uri {redirect_uri!r} is neither a loopback address nor one "
+                    "registered for this connector (ConnectorSpec.redirect_uris)"
+                )
         if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
             return "PKCE is required: code_challenge with code_challenge_method=S256"
         return None

@@ -114,7 +114,9 @@ def sign_in_page(
         return _json(*oauth.userinfo(bearer))
     if path == "/oauth/revoke":
         return _json(*oauth.revoke(params.get("token", "")))
-    problem = oauth.check_authorize(params, lambda c: c in state.connectors)
+    problem = oauth.check_authorize(
+        params, lambda c: state.connectors[c].redirect_uris if c in state.connectors else None
+    )
     if problem is not None:
         return _page(400, "Invalid sign-in request", f"<p>{html.escape(problem)}</p>")
     if method == "POST":

@@ -48,7 +48,9 @@ class ConnectorSpec:
     (``None``), the connector is linked to the emulator's own project in every
     environment. ``users`` have authorized the connector. ``requires_installation`` with no
     ``default_installation`` makes app tokens need an explicit installation id.
-    ``token_ttl`` is the lifetime of issued tokens, in seconds.
+    ``token_ttl`` is the lifetime of issued tokens, in seconds. ``redirect_uris``
+    are the sign-in callbacks registered for the connector beyond loopback ones
+    (``/oauth/authorize`` sends a code to no other address).
     """
 
     uid: str
@@ -62,6 +64,7 @@ class ConnectorSpec:
     links: dict[str, list[str]] | None = None
     token_ttl: float = 3600.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    redirect_uris: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.uid or "/" not in self.uid:
@@ -212,6 +215,7 @@ _SPEC_KEYS = {
     "links",
     "token_ttl",
     "metadata",
+    "redirect_uris",
 }
 
 
@@ -236,6 +240,7 @@ def load_connectors(data: Mapping[str, Any]) -> list[ConnectorSpec]:
             for i in item.get("installations", [])
         ]
         fields["users"] = set(item.get("users", []))
+        fields["redirect_uris"] = [str(u) for u in item.get("redirect_uris", [])]
         if "links" in item:
             fields["links"] = {str(k): list(v) for k, v in item["links"].items()}
         specs.append(ConnectorSpec(**fields))

@@ -13,11 +13,14 @@ import signal
 import sys
 import threading
 import time
+import warnings
 import webbrowser
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from ._client import ConnectClient
+from ._config import is_secure_url
 from ._errors import (
     AuthorizationDeniedError,
     AuthorizationExpiredError,
@@ -37,7 +40,16 @@ from ._models import AppSubject, Subject, TokenParamsOptions, TokenResponse, Use
 from ._retry import RetryPolicy
 from ._version import __version__
 
-__all__ = ["EXIT_CODES", "EXIT_TABLE", "cli_words", "main", "parse_scopes", "parse_subject"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_TABLE",
+    "cli_words",
+    "main",
+    "parse_scopes",
+    "parse_subject",
+    "printable",
+    "read_vercel_token",
+]
 
 EXIT_TABLE = """exit codes:
     0  success                          8  user authorization required
@@ -127,6 +139,30 @@ def parse_scopes(text: str | None) -> list[str] | None:
     return scopes
 
 
+#: Characters a terminal acts on rather than shows: C0 and C1 controls (escape
+#: sequences, carriage returns that overwrite a line) and bidirectional overrides.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: every control character is shown escaped
+    (``\\x1b``), never sent raw."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def read_vercel_token(value: str | None, path: str | None) -> str | None:
+    """The credential given with ``--vercel-token`` or ``--vercel-token-file`` (``-``:
+    standard input), or None to look it up as the library does."""
+    if path is None:
+        return value
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    text = text.strip()
+    if not text:
+        where = "standard input" if path == "-" else path
+        raise ValueError(f"--vercel-token-file: {where} is empty; it must hold the credential")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="connect-auth",
@@ -161,7 +197,17 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="the same as --format json")
     common.add_argument("--base-url", help="Connect API origin (default: env or api.vercel.com)")
     common.add_argument("--region", help="Vercel region id, giving api-<region>.vercel.com")
-    common.add_argument("--vercel-token", help="Vercel credential (default: OIDC lookup)")
+    credential = common.add_mutually_exclusive_group()
+    credential.add_argument(
+        "--vercel-token",
+        help="Vercel credential (default: OIDC lookup). Visible to other users in `ps` "
+        "and kept in shell history: prefer VERCEL_OIDC_TOKEN or --vercel-token-file",
+    )
+    credential.add_argument(
+        "--vercel-token-file",
+        metavar="PATH",
+        help="read the Vercel credential from this file ('-': standard input)",
+    )
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
     common.add_argument(
         "-v",
@@ -183,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, flow],
         help="print a provider token for a connector",
         description="Print a provider access token (like `vercel connect token`). The Vercel "
-        "credential comes from --vercel-token, VERCEL_OIDC_TOKEN or .env.local.",
+        "credential comes from --vercel-token-file, --vercel-token, VERCEL_OIDC_TOKEN or "
+        ".env.local; the environment or a file keeps it out of `ps` and shell history.",
         epilog=EXIT_TABLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -214,6 +261,11 @@ def _parser() -> argparse.ArgumentParser:
         "that point an app at it.",
     )
     emulator.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    emulator.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond loopback: anyone who reaches it gets test tokens",
+    )
     emulator.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     emulator.add_argument("--config", help="connectors from a .json or .toml file")
 
@@ -260,11 +312,11 @@ def _token(args: argparse.Namespace) -> int:
         client = ConnectClient(
             base_url=args.base_url,
             region=args.region,
-            vercel_token=args.vercel_token,
+            vercel_token=read_vercel_token(args.vercel_token, args.vercel_token_file),
             timeout=args.timeout,
             retry=RetryPolicy(sleep=progress.retrying),
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         return say.usage(exc)
     with client:
         try:
@@ -316,12 +368,20 @@ def _authorize(
         installation_id=options.get("installation_id"),
         scopes=options.get("scopes"),
     )
+    url = printable(request.url)  # Connect's words: no terminal escapes reach the screen
     if request.device_code:
-        print(f"Open {request.url} and enter the code: {request.device_code}", file=sys.stderr)
+        print(f"Open {url} and enter the code: {printable(request.device_code)}", file=sys.stderr)
     else:
-        print(f"Open this URL to authorize {args.connector}:\n  {request.url}", file=sys.stderr)
+        print(f"Open this URL to authorize {args.connector}:\n  {url}", file=sys.stderr)
     if args.open:
-        webbrowser.open(request.url)  # honours $BROWSER
+        if is_secure_url(request.url):
+            webbrowser.open(request.url)  # honours $BROWSER
+        else:
+            print(
+                "not opening it in a browser: Connect gave a URL that is not https:// "
+                "(or http:// on loopback)",
+                file=sys.stderr,
+            )
     progress.start("waiting for the authorization", args.connector, attempts=False)
     return client.wait_for_authorization(
         args.connector,
@@ -358,11 +418,18 @@ class _Say:
                 error.update(code=exc.code, status=exc.status, requestId=exc.request_id)
             print(json.dumps({"error": error}, indent=2))
         elif kind == "UsageError":
-            print(f"connect-auth {self.command}: error: {message}", file=sys.stderr)
+            print(f"connect-auth {self.command}: error: {printable(message)}", file=sys.stderr)
         else:
-            print(f"connect-auth {self.command}: {kind}: {message}", file=sys.stderr)
+            print(f"connect-auth {self.command}: {kind}: {printable(message)}", file=sys.stderr)
             print(f"  what to do: {hint}", file=sys.stderr)
         return code
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with no terminal control characters (they may quote Connect)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 class _Progress:
@@ -380,7 +447,7 @@ class _Progress:
         self._attempts = True
         if verbose:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.setFormatter(_PrintableFormatter("%(message)s"))
             logger = logging.getLogger("connect_auth")
             logger.addHandler(handler)
             logger.setLevel(logging.DEBUG)
@@ -435,11 +502,14 @@ def _emulator(args: argparse.Namespace) -> int:
     from ._config import is_loopback_host
     from .testing import ConnectEmulator
 
+    where = {"host": args.host, "port": args.port, "allow_remote": args.allow_remote}
     try:
-        if args.config:
-            emulator = ConnectEmulator.from_file(args.config, host=args.host, port=args.port)
-        else:
-            emulator = ConnectEmulator(host=args.host, port=args.port)
+        with warnings.catch_warnings():  # said below, in the command's words
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if args.config:
+                emulator = ConnectEmulator.from_file(args.config, **where)
+            else:
+                emulator = ConnectEmulator(**where)
     except (OSError, ValueError) as exc:
         print(f"connect-auth emulator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -455,7 +525,7 @@ def _emulator(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"connect-auth emulator: cannot listen: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.host in ("", "0.0.0.0", "::") or not is_loopback_host(args.host):
+    if not is_loopback_host(args.host):
         print(
             f"# WARNING: listening on {args.host}, beyond this machine: anyone who can reach "
             "it gets test tokens and OIDC credentials it signs. Use --host 127.0.0.1 unless "

@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 import tomllib
+import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -47,6 +48,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "the Connect emulator needs joserfc: pip install 'connect-auth[testing]'"
     ) from exc
 
+from ._config import is_loopback_host
 from ._emulator_oauth import OAuthGrant, OAuthServer
 from ._emulator_pages import Reply, consent_page, sign_in_page
 from ._emulator_state import (
@@ -111,11 +113,14 @@ class ConnectEmulator:
         connectors: connector specs; by default the set from
             `default_connectors` (Slack, GitHub, Linear, Salesforce, each
             showing a different rule).
-        host: interface to bind (loopback only).
+        host: interface to bind: a loopback address (``127.0.0.1``, ``::1``,
+            ``localhost``). Anything else is refused unless ``allow_remote`` is set.
         port: 0 picks a free port.
         project_id: the project `oidc_token` mints tokens for by default.
         owner_id: the team `oidc_token` mints tokens for by default.
         environment: the environment `oidc_token` mints tokens for by default.
+        allow_remote: bind to a non-loopback ``host`` anyway (with a warning):
+            anyone who reaches it gets tokens and OIDC credentials it signs.
 
     Controls (all thread-safe): `revoke`, `expire_all`,
     `fail_next`, `drop_next`, `stall_next`, `latency`,
@@ -132,7 +137,21 @@ class ConnectEmulator:
         project_id: str = "prj_emulator",
         owner_id: str = "team_emulator",
         environment: str = "development",
+        allow_remote: bool = False,
     ) -> None:
+        if not is_loopback_host(host):
+            if not allow_remote:
+                raise ValueError(
+                    f"the emulator binds to loopback only (127.0.0.1, ::1, localhost), not "
+                    f"{host!r}: anyone who reaches it gets tokens and OIDC credentials it "
+                    "signs. Pass allow_remote=True (CLI: --allow-remote) if you mean it"
+                )
+            warnings.warn(
+                f"the Connect emulator listens on {host!r}, beyond this machine: anyone "
+                "who reaches it gets tokens and OIDC credentials it signs",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.project_id = project_id
         self.owner_id = owner_id
         self.environment = environment
