@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -81,16 +83,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium, installed by the suite itself on a machine without it (CI
-    starts from a fresh machine; Debian's packages are reachable there)."""
+    starts from a fresh machine; Debian's packages are reachable there). Two test runs
+    started together take turns: dpkg's own lock would fail the second one."""
     path = shutil.which("chromium")
-    if path is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-        done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
-        if done.returncode != 0:  # a fresh machine may have no package lists yet
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True,
-                           timeout=600, check=False)  # fmt: skip
-            done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
-        path = shutil.which("chromium")
-        assert path is not None, f"could not install chromium: {done.stderr.decode()[-2000:]}"
+    if path is not None:
+        return path
+    with open(os.path.join(tempfile.gettempdir(), "connect_auth-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        path = shutil.which("chromium")  # the other run may have installed it meanwhile
+        if path is None:
+            done = _apt_install("chromium")
+            path = shutil.which("chromium")
+            assert path is not None, f"could not install chromium: {done.stderr.decode()[-2000:]}"
     return path
+
+
+def _apt_install(package: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+    done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
+    if done.returncode != 0:  # a fresh machine may have no package lists yet
+        update = ["apt-get", "update", "-q"]
+        subprocess.run(update, env=env, capture_output=True, timeout=600, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, timeout=1200, check=False)
+    return done

@@ -52,7 +52,7 @@ def test_python_example_runs(
     """Each Python block executes; test functions it defines are run too."""
     if "CONNECT_AUTH_REDIS_URL" in code:  # the shared-cache examples get a real Redis
         monkeypatch.setenv("CONNECT_AUTH_REDIS_URL", request.getfixturevalue("redis_server").url)
-        monkeypatch.setenv("CONNECT_AUTH_CACHE_KEY", "docs example key, 32 bytes long")
+        monkeypatch.setenv("CONNECT_AUTH_CACHE_KEY", "docs example key: 32 bytes long!")
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     exec(compile(_localize(code, connect_emulator), "<docs>", "exec"), namespace)
     for name, fn in list(namespace.items()):
