@@ -360,7 +360,6 @@ def _nested_payload_token() -> str:
 MALFORMED = {
     "nested-header": _nested_header_token,
     "huge-token": lambda: f"{_b64({'alg': 'RS256', 'kid': 'k'})}.{'A' * 20_000}.sig",
-    "nested-payload": _nested_payload_token,
     "header-not-object": lambda: f"{_b64(b'[1,2]')}.{_b64(_claims())}.sig",
     "header-bad-utf8": lambda: f"{_b64(bytes([0xFF, 0xFE]))}.{_b64(_claims())}.sig",
 }
@@ -372,6 +371,38 @@ def test_malformed_tokens_are_refused_with_401(emu: ConnectEmulator, make: Any) 
     with pytest.raises(WebhookVerificationError) as caught:
         verify_connect_webhook(_bearer(token), **_options(emu))
     assert caught.value.status == 401 and token not in str(caught.value)
+
+
+def test_a_signed_deeply_nested_payload_is_verified_or_refused_never_an_error(
+    emu: ConnectEmulator,
+) -> None:
+    """Signed with the real key, so only parsing the payload can fail: whether it parses
+    depends on the interpreter's recursion limit; either way no other exception escapes."""
+    try:
+        claims = verify_connect_webhook(_bearer(_nested_payload_token()), **_options(emu))
+    except WebhookVerificationError as exc:
+        assert exc.status == 401 and "malformed" in exc.message
+    else:
+        assert claims.project_id == PROJECT
+    with pytest.MonkeyPatch.context() as patch:  # make the parse fail, as on a stock limit
+        patch.setattr(webhooks, "_jose", _jose_whose_decode_recurses)
+        with pytest.raises(WebhookVerificationError, match="malformed") as caught:
+            verify_connect_webhook(_bearer(_nested_payload_token()), **_options(emu))
+        assert caught.value.status == 401
+
+
+def _jose_whose_decode_recurses() -> Any:
+    import types
+
+    import joserfc.errors
+    import joserfc.jwk
+
+    def decode(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    return types.SimpleNamespace(
+        errors=joserfc.errors, jwk=joserfc.jwk, jwt=types.SimpleNamespace(decode=decode)
+    )
 
 
 def test_middlewares_answer_malformed_tokens_with_401(emu: ConnectEmulator) -> None:
