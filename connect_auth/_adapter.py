@@ -1,7 +1,9 @@
-"""What every ConnectAuth adapter shares: settings, the refresh rule, body replay.
+"""What every ConnectAuth adapter shares: settings, where a token may go, tokens
+from the one hit path, the refresh rule, and body replay.
 
-The HTTP-library modules (`connect_auth.httpx`, `connect_auth.httpx2`,
-`connect_auth.requests`) only wire these into their library's hooks.
+The refusal flow itself is `connect_auth._refusal`; the client modules
+(`connect_auth.httpx`, `.httpx2`, `.requests`, `.niquests`, `.aiohttp`) only bind
+it to their library.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ._api import default_client
@@ -21,14 +23,12 @@ from ._oidc import hidden
 
 __all__ = [
     "ConnectAuthBase",
-    "HttpxFlow",
     "Rewind",
     "may_attach",
     "no_rewind",
     "origin_of",
     "parse_hosts",
     "rewinder",
-    "safe_transport",
     "same_origin",
     "slack_invalid_auth",
 ]
@@ -93,19 +93,21 @@ def _host_entry(entry: object) -> tuple[str, int | None]:
 def may_attach(
     scheme: str, host: str, port: int | None, hosts: frozenset[tuple[str, int | None]] | None
 ) -> bool:
-    """The token goes over https, or plain http to loopback, and to ``hosts`` if given."""
-    if not safe_transport(scheme, host):
+    """The attach decision: a token travels over https, or plain http to loopback,
+    and only to ``hosts`` when given."""
+    if hosts is None and scheme == "https":
+        return True  # the common case, decided first
+    if not _safe_transport(scheme, host):
         return False
-    host = host.lower().rstrip(".")
     if hosts is None:
         return True
+    host = host.lower().rstrip(".")
     default = 443 if scheme == "https" else 80
     port = port or default
     return (host, port) in hosts or (port == default and (host, None) in hosts)
 
 
-def safe_transport(scheme: str, host: str) -> bool:
-    """https, or plain http to a loopback address: the only ways a token travels."""
+def _safe_transport(scheme: str, host: str) -> bool:
     return scheme == "https" or (scheme == "http" and _loopback(host.lower().rstrip(".")))
 
 
@@ -182,7 +184,9 @@ class ConnectAuthBase:
             in a 2xx body. The default, ``"auto"``, applies
             `connect_auth.slack_invalid_auth` when Connect reports the
             connector's type as ``slack`` and nothing otherwise; ``None`` never
-            looks at bodies. Bodies are read only when a predicate applies.
+            looks at bodies. A body is read for it only when it is JSON of at most
+            64 KiB, and the caller can still read (or stream) the whole of it;
+            any other body, a large download for one, is never inspected.
     """
 
     def __init__(
@@ -248,16 +252,12 @@ class ConnectAuthBase:
         """The client serving tokens (the process-wide default unless one was given)."""
         return self._client if self._client is not None else default_client()
 
-    def applies_to(self, url: str) -> bool:
-        """Whether a request to ``url`` gets a token: https (plain http only to loopback),
-        and a host (and port) in ``hosts=`` when it is given."""
-        return self.attaches(*origin_of(url))
-
     def attaches(self, scheme: str, host: str, port: int | None) -> bool:
-        """`applies_to` for a URL already split; logs a refusal of plain http."""
+        """Whether a request to this origin gets a token (`may_attach`); says once in
+        the log when plain http keeps a token off a request."""
         if may_attach(scheme, host, port, self.hosts):
             return True
-        if not self._warned_plain_http and not safe_transport(scheme, host):
+        if not self._warned_plain_http and not _safe_transport(scheme, host):
             self._warned_plain_http = True
             log.warning(
                 "connect_auth: not attaching the %s token to a plain-http request to %s; use https",
@@ -266,30 +266,25 @@ class ConnectAuthBase:
             )
         return False
 
-    def cached_token(self) -> str | None:
-        """The cached token when it is fresh and the refresh rule is settled; no I/O.
-
-        Every adapter's per-request path starts here.
-        """
-        if self._auto_rule:
-            return None
-        client = self._client or default_client()  # not the property: this is the hot path
-        return client._engine.cached(self.request, self.vercel_token)  # no facade frame
-
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
-        token = self.cached_token()
-        if token is not None:
-            return token
+        client = self._client or default_client()  # not the property: this is the hot path
+        if not self._auto_rule:
+            hit = client.cached(self.request, self.vercel_token)
+            if hit is not None:
+                return hit.token
         self._before_blocking_fetch()
-        return self._settle_rule(self.client.token_for(self.request, self.vercel_token))
+        return self._settle_rule(client.token_for(self.request, self.vercel_token))
 
     async def atoken(self) -> str:
-        """A valid token without blocking the event loop."""
-        token = self.cached_token()  # no I/O, no await
-        if token is not None:
-            return token
-        return self._settle_rule(await self.client.atoken_for(self.request, self.vercel_token))
+        """A valid token without blocking the event loop; a refresh ahead of expiry
+        runs on this loop."""
+        client = self._client or default_client()
+        if not self._auto_rule:
+            hit = client.cached(self.request, self.vercel_token, on_loop=True)
+            if hit is not None:
+                return hit.token
+        return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
 
     def _before_blocking_fetch(self) -> None:
         """Called when `token` may block this thread on a fetch (a hook for subclasses)."""
@@ -300,16 +295,6 @@ class ConnectAuthBase:
             self.refresh_if = slack_invalid_auth if response.connector.type == "slack" else None
             self._auto_rule = False
         return response.token
-
-    def needs_body(self, status: int) -> bool:
-        """Whether deciding on this response needs its body (only with ``refresh_if``)."""
-        return status not in self.refresh_on and self.refresh_if is not None
-
-    def wants_refresh(self, status: int, body: bytes | None) -> bool:
-        """The refresh rule: a status in ``refresh_on``, or ``refresh_if`` says so."""
-        if status in self.refresh_on:
-            return True
-        return self.refresh_if is not None and body is not None and self.refresh_if(status, body)
 
     def discard(self, sent_token: str) -> None:
         """Forget ``sent_token`` if the cache still holds it (one refresh per bad token)."""
@@ -326,120 +311,3 @@ class ConnectAuthBase:
             self.request.connector,
             why,
         )
-
-
-if TYPE_CHECKING:  # typing.Protocol classes cost a millisecond each at import
-
-    class _HttpxRequest(Protocol):
-        url: Any
-        headers: Any
-        stream: Any
-
-    class _HttpxResponse(Protocol):
-        status_code: int
-        request: Any
-        content: bytes
-
-
-class _NeedToken:
-    """Effect: the driver must obtain a token (sync or async) and send it back."""
-
-
-NEED_TOKEN = _NeedToken()
-
-
-class HttpxFlow(ConnectAuthBase):
-    """The auth flow for httpx-style clients (httpx and its httpx2 fork).
-
-    The cache-hit path is a few lines in each driver; every decision after a
-    refusal lives in `_after`, an I/O-free generator that both drivers run,
-    so the sync and async paths cannot drift apart.
-    Subclasses set ``_byte_stream`` to their library's ``ByteStream``.
-    """
-
-    _byte_stream: type = bytes
-
-    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        """httpx's sync hook: attach a token; on refusal drive `_after` blocking."""
-        url = request.url
-        if (url.scheme != "https" or self.hosts is not None) and not self.attaches(
-            url.scheme, url.host, url.port
-        ):
-            yield request
-            return
-        rewind = self._rewinder(request.stream)
-        token = self.token()
-        request.headers["Authorization"] = "Bearer " + token
-        response = yield request
-        status = response.status_code
-        body = response.read() if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
-            return  # the common case
-        flow = self._after(request, response, token, rewind)
-        value: Any = None
-        while True:
-            try:
-                step = flow.send(value)
-            except StopIteration:
-                return
-            value = self.token() if step is NEED_TOKEN else (yield step)
-
-    async def async_auth_flow(self, request: Any) -> Any:
-        """httpx's async hook: the same, awaiting tokens and bodies off the event loop."""
-        url = request.url
-        if (url.scheme != "https" or self.hosts is not None) and not self.attaches(
-            url.scheme, url.host, url.port
-        ):
-            yield request
-            return
-        rewind = self._rewinder(request.stream)
-        token = await self.atoken()
-        request.headers["Authorization"] = "Bearer " + token
-        response = yield request
-        status = response.status_code
-        body = await response.aread() if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
-            return
-        flow = self._after(request, response, token, rewind)
-        value: Any = None
-        while True:
-            try:
-                step = flow.send(value)
-            except StopIteration:
-                return
-            value = await self.atoken() if step is NEED_TOKEN else (yield step)
-
-    def _after(
-        self, request: _HttpxRequest, response: _HttpxResponse, token: str, rewind: Rewind | None
-    ) -> Generator[Any, Any, None]:
-        """What to do with a response that means "bad token"; I/O-free.
-
-        Yields ``NEED_TOKEN`` for the driver to satisfy, or a request to send.
-        """
-        # Act only on answers from the origin the token was attached for: after a
-        # redirect elsewhere, httpx hands us the other origin's response.
-        if response.request is not request and not same_origin(
-            str(response.request.url), str(request.url)
-        ):
-            return
-        self.discard(token)
-        if rewind is None:
-            yield NEED_TOKEN  # refresh now so the next request finds a good token
-            self.not_resent("its body is a one-shot stream (generator or iterator)")
-            return
-        rewind()
-        request.headers["Authorization"] = f"Bearer {(yield NEED_TOKEN)}"
-        yield request  # the original request, never response.request: it may be elsewhere
-
-    def _rewinder(self, stream: Any) -> Rewind | None:
-        if isinstance(stream, self._byte_stream):
-            return no_rewind
-        fields = getattr(stream, "fields", None)
-        if fields is not None:  # multipart: httpx itself seeks each file to 0 per send
-            files = [getattr(f, "file", None) for f in fields]
-            ok = all(f is None or rewinder(f) is not None for f in files)
-            return no_rewind if ok else None
-        inner = getattr(stream, "_stream", None)  # IteratorByteStream over a file object
-        if inner is not None and hasattr(inner, "read"):
-            return rewinder(inner)
-        return None

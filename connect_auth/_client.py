@@ -413,9 +413,12 @@ class ConnectClient:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
         return await self._engine.atoken_for(request, vercel_token, force_refresh=force_refresh)
 
-    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
-        """The cached token for ``request`` if fresh, else None; no I/O and no lock."""
-        return self._engine.cached(request, vercel_token)
+    def cached(
+        self, request: TokenRequest, vercel_token: str | None = None, *, on_loop: bool = False
+    ) -> TokenResponse | None:
+        """The cached response for ``request`` if fresh, else None; no I/O and no lock
+        (see `TokenEngine.cached`)."""
+        return self._engine.cached(request, vercel_token, on_loop=on_loop)
 
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None

@@ -131,14 +131,20 @@ class TokenEngine:
 
     # -- serving ----------------------------------------------------------------
 
-    def cached(self, request: TokenRequest, vercel_token: str | None = None) -> str | None:
-        """The cached token for ``request`` if fresh, else None; no I/O and no lock.
+    def cached(
+        self, request: TokenRequest, vercel_token: str | None = None, *, on_loop: bool = False
+    ) -> TokenResponse | None:
+        """The one cache-hit path, of `token_for`, `atoken_for` and every adapter: the
+        fresh cached response for ``request``, else None; no I/O and no lock.
 
-        The adapters' per-request path: it only answers when the credential is
-        the one seen last, so anything unusual falls through to `token_for`.
+        It answers only when the credential is the one seen last, so anything
+        unusual (a new credential, none in the environment) falls through to the
+        caller's miss path. A hit nearing its end starts one background refresh:
+        on the caller's event loop when ``on_loop``, else in a thread.
         """
         now = self._clock()
-        cred = recent_credential(vercel_token or self._vercel_token, now)
+        explicit = vercel_token if vercel_token is not None else self._vercel_token
+        cred = recent_credential(explicit, now)
         if cred is None:
             return None
         now_ms = now * 1000.0
@@ -147,13 +153,17 @@ class TokenEngine:
         if entry is None:
             return None
         if now_ms >= entry.refresh_at:
-            self._refresh_ahead(key, request, cred, entry)
-        return entry.response.token
+            self._refresh_ahead(key, request, cred, entry, on_loop)
+        return entry.response
 
     def token_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
+        if not force_refresh:
+            hit = self.cached(request, vercel_token)
+            if hit is not None:
+                return hit
         hit, flight = self._join(request, vercel_token, force_refresh)
         if hit is not None:
             return hit
@@ -169,6 +179,10 @@ class TokenEngine:
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
+        if not force_refresh:
+            hit = self.cached(request, vercel_token, on_loop=True)
+            if hit is not None:
+                return hit
         hit, flight = self._join(request, vercel_token, force_refresh)
         if hit is not None:
             return hit
@@ -288,25 +302,15 @@ class TokenEngine:
     def _join(
         self, request: TokenRequest, vercel_token: str | None, force: bool
     ) -> tuple[TokenResponse | None, Flight | None]:
-        """A fresh hit, or (under the lock) the in-flight fetch to wait on or a new one to lead."""
+        """After `cached` missed: under the lock, a hit after all (a fetch just finished,
+        or the credential is not the one seen last), the in-flight fetch to wait on, or
+        a new one to lead."""
         now = self._clock()
-        # credential()'s rule, inline: this is every get_token call's path.
-        if vercel_token is None:
-            vercel_token = self._vercel_token
-        elif not isinstance(vercel_token, str) or not vercel_token:
-            raise ValueError("vercel_token must be a non-empty string or None")
-        cred = resolve_credential(vercel_token, now=now)
+        cred = self.credential(vercel_token)
         key = (request.key, cred.digest)
         now_ms = now * 1000.0
-        if not force:
-            entry = self._cache.get_fresh_unlocked(key, now_ms, request.buffer_ms)
-            if entry is not None:  # the hot path takes no lock
-                if now_ms >= entry.refresh_at:
-                    self._refresh_ahead(key, request, cred, entry)
-                return entry.response, None
         with self._lock:
             if not force:
-                # Checked again under the lock: a fetch may have just finished.
                 entry = self._cache.get_fresh(key, now_ms, request.buffer_ms)
                 if entry is not None:
                     return entry.response, None
@@ -396,22 +400,35 @@ class TokenEngine:
     # -- refresh ahead ------------------------------------------------------------
 
     def _refresh_ahead(
-        self, key: CacheKey, request: TokenRequest, cred: Credential, entry: Entry
+        self, key: CacheKey, request: TokenRequest, cred: Credential, entry: Entry, on_loop: bool
     ) -> None:
-        """Start one background refresh for ``key``, unless one runs already."""
+        """Start one background refresh for ``key``, unless one runs already: as a
+        detached task of the caller's event loop (``on_loop``: the async fetch, as the
+        caller's own misses use), else in a daemon thread, which never holds up
+        process exit."""
         with self._lock:
             if self._closed or entry.refresh_at == math.inf or key in self._flights:
                 return
             entry.refresh_at = math.inf
             # Across a fleet, a token someone else refreshed already will do.
             flight = self._new_flight(key, request, cred, entry.expires_at)
-        # A daemon thread: a refresh never holds up process exit.
+        if on_loop:
+            spawn_detached(current_loop(), lambda: self._arefresh(flight, entry))
+            return
         threading.Thread(
             target=self._refresh, args=(flight, entry), name="connect_auth-refresh", daemon=True
         ).start()
 
     def _refresh(self, flight: Flight, entry: Entry) -> None:
         self._lead(flight)
+        self._after_refresh(flight, entry)
+
+    async def _arefresh(self, flight: Flight, entry: Entry) -> None:
+        await self._alead(flight)
+        self._after_refresh(flight, entry)
+
+    def _after_refresh(self, flight: Flight, entry: Entry) -> None:
+        """A failed refresh leaves the cached token served and sets when to try again."""
         exc = flight.future.exception()
         if exc is None:
             return

@@ -1,95 +1,134 @@
-"""The auth flow of requests-style libraries (requests and niquests, sync and async).
+"""The refusal flow bound to requests-style libraries (requests and niquests).
 
-Both libraries call ``auth(prepared_request)`` before sending and run response
-hooks after. The decisions after a refusal live in `RequestsFlow._after`,
-an I/O-free generator that the sync and async hooks both run, so they cannot
-drift apart.
+Both call ``auth(prepared_request)`` before sending and run response hooks after,
+so the flow is started in the auth hook (up to the first send) and finished in the
+response hook. The started flow rides on the prepared request itself: requests
+and niquests copy hooks, never attributes, onto redirected requests and resends,
+so an answer to any request but this one finds none and is never acted on, and no
+token can follow a redirect through a resend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
-from ._adapter import NEED_TOKEN, ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
+from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
+from ._refusal import ReadBody, apump, asending, pump, refusal_flow, sending
 
 __all__ = ["RequestsFlow"]
 
 
 class RequestsFlow(ConnectAuthBase):
-    """``ConnectAuth`` for requests-style sessions (the sync hook lives here)."""
+    """``ConnectAuth`` for requests-style sessions (the sync hooks live here)."""
 
     def __call__(self, r: Any) -> Any:
         """requests' auth hook: attach a token and watch the answer."""
-        if not self._wants(r):
-            return r
-        self._arm(r, self.token(), self._on_response)
+        driver = sending(refusal_flow(self, self, r), self.token, self._read)
+        driver.send(None)  # up to the first send: the token is on ``r``
+        r._connect_auth = driver
+        r.hooks["response"].append(self._on_response)
         return r
 
-    def _wants(self, r: Any) -> bool:
-        url = r.url or ""
-        return (self.hosts is None and url.startswith("https://")) or self.attaches(*origin_of(url))
+    def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
+        driver = _started_flow(response, send_kwargs)
+        if driver is None:
+            return response
+        return pump(driver, response, lambda retry: _resend(response, retry, send_kwargs))
 
-    def _arm(self, r: Any, token: str, hook: Any) -> None:
-        r.headers["Authorization"] = "Bearer " + token
-        body = r.body
-        # What the hook needs rides on this request object itself. requests and
-        # niquests copy hooks, never attributes, onto redirected requests and
-        # resends, so an answer to any request but this one finds nothing and is
-        # never acted on: no token can follow a redirect through a resend.
-        r._connect_auth = (
-            token,
-            no_rewind if body is None or type(body) is bytes else rewinder(body),
-        )
-        r.hooks["response"].append(hook)
+    # -- the binding ----------------------------------------------------------------
 
-    def _after(self, response: Any, hook: Any) -> Generator[Any, Any, Any]:
-        """What to do with a response that means "bad token"; I/O-free.
+    def url_parts(self, request: Any) -> tuple[str, str, int | None]:
+        return origin_of(request.url or "")
 
-        Yields ``NEED_TOKEN`` for the driver to satisfy and returns the request to
-        resend, or ``None`` to hand ``response`` back.
-        """
-        sent = response.request
-        context: tuple[str, Rewind | None] | None = getattr(sent, "_connect_auth", None)
-        if context is None:
-            return None  # a redirected request, or a resend: never act on it
-        token, rewind = context
-        self.discard(token)
-        if rewind is None:
-            yield NEED_TOKEN  # refresh now so the next request finds a good token
-            self.not_resent("its body is a one-shot stream (generator or iterator)")
-            return None
-        rewind()
-        # Redirects of the resend are built from the original request: give it the
-        # new token too, or a same-origin redirect would carry the refused one.
-        sent.headers["Authorization"] = f"Bearer {(yield NEED_TOKEN)}"
-        retry = sent.copy()
-        # The resend carries no hook of ours: one resend, never a loop.
-        retry.hooks["response"] = [h for h in retry.hooks["response"] if h != hook]
+    def set_token(self, request: Any, token: str) -> None:
+        request.headers["Authorization"] = "Bearer " + token
+
+    def status(self, response: Any) -> int:
+        return int(response.status_code)
+
+    def header(self, response: Any, name: str) -> str | None:
+        value = response.headers.get(name)
+        return None if value is None else str(value)
+
+    def same_hop(self, request: Any, response: Any) -> bool:
+        return True  # only the armed request's own answer reaches the flow
+
+    def for_resend(self, request: Any, response: Any) -> Any:
+        # Redirects of the resend are built from it: it carries the new token, as does
+        # the original. The resend carries no hook of ours: one resend, never a loop.
+        retry = request.copy()
+        retry.hooks["response"] = [
+            h for h in retry.hooks["response"] if getattr(h, "__self__", None) is not self
+        ]
         return retry
 
-    def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        status = response.status_code
-        body = response.content if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
-            return response  # the common case
-        retry = _run(self._after(response, self._on_response), self.token)
-        if retry is None:
+    def rewinder(self, request: Any) -> Rewind | None:
+        body = request.body
+        return no_rewind if body is None or type(body) is bytes else rewinder(body)
+
+    def _read(self, effect: ReadBody) -> bytes | None:
+        response = effect.response
+        if not (effect.whole or _read_anyway(response)):
+            return None  # a streamed body of unknown length stays the caller's
+        body = response.content
+        return body if isinstance(body, bytes) and len(body) <= effect.limit else None
+
+
+class AsyncRequestsFlow(RequestsFlow):
+    """``ConnectAuth`` for async requests-style sessions (niquests' ``AsyncSession``)."""
+
+    async def __call__(self, r: Any) -> Any:
+        """The async auth hook: attach a token without blocking the event loop."""
+        driver = asending(refusal_flow(self, self, r), self.atoken, self._aread)
+        await driver.asend(None)
+        r._connect_auth = driver
+        r.hooks["response"].append(self._aon_response)
+        return r
+
+    async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
+        driver = _started_flow(response, send_kwargs)
+        if driver is None:
             return response
-        response.content  # noqa: B018 - drain so the connection can be reused
-        response.close()
-        new = response.connection.send(retry, **send_kwargs)
-        new.history.append(response)
-        new.request = retry
-        return new
+
+        async def resend(retry: Any) -> Any:
+            await response.content  # drain, so the connection can be reused
+            await response.close()
+            new = await response.connection.send(retry, **send_kwargs)
+            new.history.append(response)
+            new.request = retry
+            return new
+
+        return await apump(driver, response, resend)
+
+    async def _aread(self, effect: ReadBody) -> bytes | None:
+        response = effect.response
+        if not (effect.whole or _read_anyway(response)):
+            return None
+        body = await response.content
+        return body if isinstance(body, bytes) and len(body) <= effect.limit else None
 
 
-def _run(flow: Generator[Any, Any, Any], token: Any) -> Any:
-    """Drive a sync `RequestsFlow._after`: its only effect is ``NEED_TOKEN``."""
-    value: Any = None
-    while True:
-        try:
-            flow.send(value)
-        except StopIteration as done:
-            return done.value
-        value = token()
+def _started_flow(response: Any, send_kwargs: dict[str, Any]) -> Any:
+    """The flow armed on the request this response answers, taken (it runs once), or
+    None for a redirected request or a resend."""
+    sent = response.request
+    driver = getattr(sent, "_connect_auth", None)
+    if driver is not None:
+        del sent._connect_auth
+        response._connect_auth_streamed = bool(send_kwargs.get("stream"))
+    return driver
+
+
+def _read_anyway(response: Any) -> bool:
+    """Whether a body of unknown length may be read for the predicate: only when the
+    caller did not ask to stream it (the session reads it whole next anyway)."""
+    return not getattr(response, "_connect_auth_streamed", True)
+
+
+def _resend(response: Any, retry: Any, send_kwargs: dict[str, Any]) -> Any:
+    response.content  # noqa: B018 - drain, so the connection can be reused
+    response.close()
+    new = response.connection.send(retry, **send_kwargs)
+    new.history.append(response)
+    new.request = retry
+    return new

@@ -5,29 +5,33 @@
 
 from __future__ import annotations
 
-import weakref
+from contextvars import ContextVar
 from typing import Any
 
 try:
     from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
-    from aiohttp.payload import Payload
+    from aiohttp.payload import AsyncIterablePayload
 except ImportError as exc:  # an optional extra, or an aiohttp without client middlewares
     raise ImportError(
         "connect_auth.aiohttp needs aiohttp 3.12 or later: pip install 'connect-auth[aiohttp]'"
     ) from exc
 
-from ._adapter import ConnectAuthBase
+from ._adapter import ConnectAuthBase, Rewind, no_rewind
+from ._refusal import ReadBody, apump, asending, refusal_flow
 
 __all__ = ["ConnectAuth"]
 
 Origin = tuple[str, str, int | None]
 
-# aiohttp follows redirects by running the middleware chain again for each hop. Each
-# ``session.request`` call has its own timer object, shared by all its hops: the first
-# hop records its origin under that timer, and a later hop gets a token only if it
-# stays on that origin. Weak keys: an entry goes when its request is done. (A
-# ContextVar would do too, but setting one per request costs tens of microseconds.)
-_first_hops: weakref.WeakKeyDictionary[object, Origin] = weakref.WeakKeyDictionary()
+# aiohttp follows redirects by running the middleware chain again for each hop, in
+# the caller's task. Every hop of one ``session.request`` call shares its timer
+# object: the first hop records (timer, origin) here, and a later hop (the same
+# timer) gets a token only if it stays on that origin. The timer is held, not
+# weakly referenced (aiohttp's timers take no weak references), and compared by
+# identity, so a new request can never pass for a hop of an old one.
+_first_hop: ContextVar[tuple[object, Origin] | None] = ContextVar(
+    "connect_auth_aiohttp_first_hop", default=None
+)
 
 
 class ConnectAuth(ConnectAuthBase):
@@ -44,39 +48,58 @@ class ConnectAuth(ConnectAuthBase):
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """The middleware: attach, send, and on a refusal refresh once and resend once."""
         url = request.url
-        here: Origin = (url.scheme, url.host or "", url.port)
-        if not _same_request_origin(request, here) or (
-            (here[0] != "https" or self.hosts is not None) and not self.attaches(*here)
-        ):
+        if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
             return await handler(request)
-        # The cache hit without creating a coroutine: this runs on every request.
-        token = self.cached_token() or await self.atoken()
+        driver = asending(refusal_flow(self, self, request), self.atoken, self._aread)
+        response = await handler(await driver.asend(None))
+
+        async def resend(again: ClientRequest) -> ClientResponse:
+            response.release()
+            return await handler(again)
+
+        result: ClientResponse = await apump(driver, response, resend)
+        return result
+
+    # -- the binding ----------------------------------------------------------------
+
+    def url_parts(self, request: Any) -> Origin:
+        url = request.url
+        return url.scheme, url.host or "", url.port
+
+    def set_token(self, request: Any, token: str) -> None:
         request.headers["Authorization"] = "Bearer " + token
-        response = await handler(request)
-        status = response.status
-        if status not in self.refresh_on and self.refresh_if is None:
-            return response  # the common case, decided without parsing anything
-        body = await response.read() if self.needs_body(status) else None
-        if not self.wants_refresh(status, body):
-            return response
-        self.discard(token)
-        payload = request.body
-        if isinstance(payload, Payload) and payload.consumed:  # aiohttp cannot resend it
-            await self.atoken()  # refresh now so the next request finds a good token
-            self.not_resent("its body is a one-shot stream (async iterator or StreamReader)")
-            return response
-        response.release()
-        request.headers["Authorization"] = "Bearer " + await self.atoken()
-        return await handler(request)
+
+    def status(self, response: Any) -> int:
+        return int(response.status)
+
+    def header(self, response: Any, name: str) -> str | None:
+        value = response.headers.get(name)
+        return None if value is None else str(value)
+
+    def same_hop(self, request: Any, response: Any) -> bool:
+        return True  # the middleware sees one hop at a time
+
+    def for_resend(self, request: Any, response: Any) -> Any:
+        return request
+
+    def rewinder(self, request: Any) -> Rewind | None:
+        # aiohttp sends every other payload again by itself (bytes, forms, files).
+        return None if isinstance(request.body, AsyncIterablePayload) else no_rewind
+
+    async def _aread(self, effect: ReadBody) -> bytes | None:
+        if not effect.whole:
+            return None  # a body of unknown length stays unread until the caller reads it
+        body = await effect.response.read()  # kept by aiohttp for read(), text(), json()
+        return bytes(body)
 
 
-def _same_request_origin(request: Any, here: Origin) -> bool:
-    """Whether this hop is on the origin of the request's first hop (a first hop is)."""
+def _on_first_origin(request: Any, here: Origin) -> bool:
+    """Whether this hop is on the origin of its request's first hop (a first hop is)."""
     timer = getattr(request, "_timer", None)
     if timer is None:  # an aiohttp without per-request timers: every hop stands alone
         return True
-    first = _first_hops.get(timer)
-    if first is None:
-        _first_hops[timer] = here
+    first = _first_hop.get()
+    if first is None or first[0] is not timer:
+        _first_hop.set((timer, here))
         return True
-    return first == here
+    return first[1] == here

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._adapter import HttpxFlow
+from ._httpx_flow import HttpxFlow
 
 __all__ = ["ConnectAuth"]
 
@@ -23,3 +23,5 @@ class ConnectAuth(HttpxFlow, httpx.Auth):
     """
 
     _byte_stream = httpx.ByteStream
+    _sync_stream = httpx.SyncByteStream
+    _async_stream = httpx.AsyncByteStream

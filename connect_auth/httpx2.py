@@ -13,7 +13,7 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.httpx2 needs httpx2: pip install 'connect-auth[httpx2]'"
     ) from exc
 
-from ._adapter import HttpxFlow
+from ._httpx_flow import HttpxFlow
 
 __all__ = ["ConnectAuth"]
 
@@ -25,3 +25,5 @@ class ConnectAuth(HttpxFlow, httpx2.Auth):
     """
 
     _byte_stream = httpx2.ByteStream
+    _sync_stream = httpx2.SyncByteStream
+    _async_stream = httpx2.AsyncByteStream
