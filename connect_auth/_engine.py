@@ -424,8 +424,10 @@ class TokenEngine:
         self._after_refresh(flight, entry)
 
     async def _arefresh(self, flight: Flight, entry: Entry) -> None:
-        await self._alead(flight)
-        self._after_refresh(flight, entry)
+        try:
+            await self._alead(flight)
+        finally:  # a loop shutting down cancels it: the entry is refreshed again later
+            self._after_refresh(flight, entry)
 
     def _after_refresh(self, flight: Flight, entry: Entry) -> None:
         """A failed refresh leaves the cached token served and sets when to try again."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ._errors import ConnectError
@@ -44,7 +44,12 @@ class RetryPolicy:
     jitter; a ``Retry-After`` header replaces the wait, capped at
     ``retry_after_cap``. No attempt starts, and no wait begins, that would end
     past ``deadline`` seconds from the first attempt. ``max_attempts=1`` disables
-    retries. ``sleep`` is injectable so tests can observe the waits.
+    retries.
+
+    ``sleep`` waits between sync attempts, ``asleep`` between async ones. Without
+    ``asleep``, a ``sleep`` of your own is called from a worker thread (so the event
+    loop keeps running), and the default waits with ``anyio.sleep``. Both are
+    injectable so tests and progress displays can observe the waits.
     """
 
     max_attempts: int = 4
@@ -53,6 +58,9 @@ class RetryPolicy:
     max_backoff: float = 5.0
     retry_after_cap: float = 10.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    asleep: Callable[[float], Awaitable[None]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):

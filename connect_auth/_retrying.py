@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 import tenacity
 
 from ._errors import ConnectUnavailableError
@@ -56,9 +57,9 @@ async def arun_with_retries(
     random: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Async `run_with_retries`: the waits are ``anyio.sleep`` (asyncio or trio)."""
+    """Async `run_with_retries`: the waits are the policy's (see `RetryPolicy`)."""
     start = clock()
-    retrying = tenacity.AsyncRetrying(sleep=anyio.sleep, **_rules(policy, random))
+    retrying = tenacity.AsyncRetrying(sleep=async_sleep(policy), **_rules(policy, random))
     try:
 
         async def one_attempt() -> T:  # tenacity awaits only coroutine functions
@@ -67,6 +68,21 @@ async def arun_with_retries(
         return await retrying(one_attempt)
     except TransientFailure as last:
         raise _gave_up(last, retrying, clock() - start) from (last.__cause__ or last)
+
+
+def async_sleep(policy: RetryPolicy) -> Callable[[float], Awaitable[None]]:
+    """How an async caller waits: ``asleep``; else a custom ``sleep`` from a worker
+    thread; else ``anyio.sleep`` (asyncio or trio)."""
+    if policy.asleep is not None:
+        return policy.asleep
+    if policy.sleep is time.sleep:
+        return anyio.sleep
+    sleep = policy.sleep
+
+    async def in_a_thread(seconds: float) -> None:
+        await anyio.to_thread.run_sync(sleep, seconds)
+
+    return in_a_thread
 
 
 def _rules(policy: RetryPolicy, random: Callable[[], float]) -> dict[str, Any]:

@@ -149,6 +149,13 @@ class ConnectWire:
     def _client(self) -> httpx.Client:
         with self._lock:
             self._check_open()
+            if self._transport is None and self._async_transport is not None:
+                # A default client here would reach the real Connect, not what the
+                # async transport stands for.
+                raise TypeError(
+                    "this ConnectClient has only an async transport: pass transport= "
+                    "(an httpx.BaseTransport) for sync calls, or call the async API"
+                )
             if self._http is None:
                 self._http = httpx.Client(transport=self._transport, **self._settings())
                 from ._sync_deadline import bound_by_deadline  # httpcore only when needed
