@@ -303,6 +303,21 @@ class ConnectAuthBase:
             "connect_auth: provider refused the token for %s; refreshing", self.request.connector
         )
 
+    # -- what most clients' bindings share (see connect_auth._refusal.Binding) ----------
+
+    def set_token(self, request: Any, token: str) -> None:
+        """Put ``Authorization: Bearer <token>`` on the request."""
+        request.headers["Authorization"] = "Bearer " + token
+
+    def status(self, response: Any) -> int:
+        """The response's status code."""
+        return int(response.status_code)
+
+    def header(self, response: Any, name: str) -> str | None:
+        """One header of the response, or None."""
+        value = response.headers.get(name)
+        return None if value is None else str(value)
+
     def not_resent(self, why: str) -> None:
         """Say in the log why a refused request is handed back instead of resent."""
         log.warning(

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Generator, Hashable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, NamedTuple, Protocol
 
@@ -22,7 +22,7 @@ import anyio
 
 from ._cache import Entry, TokenCache, is_fresh, refresh_at, refresh_retry_at
 from ._errors import ConnectUnavailableError
-from ._flight import current_loop, result_of, spawn_detached, wait_async
+from ._flight import adrive, current_loop, drive, result_of, spawn_detached, wait_async
 from ._models import RequestKey, TokenRequest, TokenResponse
 from ._oidc import Credential, recent_credential, resolve_credential
 
@@ -160,39 +160,32 @@ class TokenEngine:
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
-        if not force_refresh:
-            hit = self.cached(request, vercel_token)
-            if hit is not None:
-                return hit
-        hit, flight = self._join(request, vercel_token, force_refresh)
-        if hit is not None:
-            return hit
-        assert flight is not None
-        response = self._run(flight)
-        if self._usable(flight, response):
-            return response
-        _, flight = self._join(request, vercel_token, True)  # once: whatever it brings
-        assert flight is not None
-        return self._run(flight)
+        return drive(self._serving(request, vercel_token, force_refresh, False), self._run)
 
     async def atoken_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
-        if not force_refresh:
-            hit = self.cached(request, vercel_token, on_loop=True)
+        return await adrive(self._serving(request, vercel_token, force_refresh, True), self._arun)
+
+    def _serving(
+        self, request: TokenRequest, vercel_token: str | None, force: bool, on_loop: bool
+    ) -> Generator[Flight, TokenResponse, TokenResponse]:
+        """How a call is served, I/O-free: a hit, or the flights to lead or wait for
+        (yielded to the driver, which sends back their tokens)."""
+        if not force:
+            hit = self.cached(request, vercel_token, on_loop=on_loop)
             if hit is not None:
                 return hit
-        hit, flight = self._join(request, vercel_token, force_refresh)
-        if hit is not None:
-            return hit
-        assert flight is not None
-        response = await self._arun(flight)
-        if self._usable(flight, response):
+        found = self._join(request, vercel_token, force)
+        if not isinstance(found, Flight):
+            return found
+        response = yield found
+        if self._usable(found, response):
             return response
-        _, flight = self._join(request, vercel_token, True)
-        assert flight is not None
-        return await self._arun(flight)
+        again = self._join(request, vercel_token, True)  # forced: always a flight
+        assert isinstance(again, Flight)
+        return (yield again)  # once: whatever it brings
 
     def _run(self, flight: Flight) -> TokenResponse:
         """Lead or wait for ``flight`` in this thread; its token or its error."""
@@ -301,7 +294,7 @@ class TokenEngine:
 
     def _join(
         self, request: TokenRequest, vercel_token: str | None, force: bool
-    ) -> tuple[TokenResponse | None, Flight | None]:
+    ) -> TokenResponse | Flight:
         """After `cached` missed: under the lock, a hit after all (a fetch just finished,
         or the credential is not the one seen last), the in-flight fetch to wait on, or
         a new one to lead."""
@@ -313,13 +306,13 @@ class TokenEngine:
             if not force:
                 entry = self._cache.get_fresh(key, now_ms, request.buffer_ms)
                 if entry is not None:
-                    return entry.response, None
+                    return entry.response
             future = self._flights.get(key)
             if future is not None:
-                return None, Flight(future, key, request, cred, leader=False)
+                return Flight(future, key, request, cred, leader=False)
             if force:
                 self._cache.delete(key)
-            return None, self._new_flight(key, request, cred, math.inf if force else 0.0)
+            return self._new_flight(key, request, cred, math.inf if force else 0.0)
 
     def _new_flight(
         self, key: CacheKey, request: TokenRequest, cred: Credential, newer_than: float
@@ -330,32 +323,31 @@ class TokenEngine:
         return Flight(future, key, request, cred, True, newer_than, refused)
 
     def _lead(self, flight: Flight) -> None:
-        """Run the fetch in this thread; its outcome goes to the flight's future.
-
-        ``KeyboardInterrupt`` and ``SystemExit`` stay with this thread: the
-        waiters get a `ConnectUnavailableError` instead.
-        """
-        try:
+        """Run the fetch in this thread; its outcome goes to the flight's future."""
+        with self._settling(flight):
             if self._shared is None:
                 response = self._fetch(flight.request, flight.cred)
             else:
                 response = self._shared.fetch(flight, self._fetch)
             self._finish(flight, response)
-        except Exception as exc:
-            self._settle(flight, exc)
-        except BaseException as exc:
-            self._settle(flight, _interrupted(exc))
-            raise
 
     async def _alead(self, flight: Flight) -> None:
         """`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
-        try:
+        with self._settling(flight):
             if self._shared is None:
                 response = await self._afetch(flight.request, flight.cred)
             else:
                 response = await self._shared.afetch(flight, self._afetch)
             self._finish(flight, response)
+
+    @contextlib.contextmanager
+    def _settling(self, flight: Flight) -> Iterator[None]:
+        """A fetch's error goes to every waiter. ``KeyboardInterrupt``, ``SystemExit``
+        and cancellation stay with the thread or task that led it: the waiters get a
+        `ConnectUnavailableError` instead."""
+        try:
+            yield
         except Exception as exc:
             self._settle(flight, exc)
         except BaseException as exc:

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["current_loop", "is_asyncio", "result_of", "spawn_detached", "wait_async"]
+__all__ = [
+    "Done",
+    "adrive",
+    "current_loop",
+    "drive",
+    "is_asyncio",
+    "result_of",
+    "send_into",
+    "spawn_detached",
+    "wait_async",
+]
 
 T = TypeVar("T")
+Step = TypeVar("Step")
 
 _detached: set[asyncio.Task[Any]] = set()  # strong references: asyncio keeps only weak ones
 
@@ -110,3 +121,34 @@ async def wait_async(future: Future[T]) -> T:
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop closed while we fetched
         loop.call_soon_threadsafe(callback)
+
+
+class Done(NamedTuple):
+    """What `send_into` gives when the generator returned: its return value."""
+
+    value: Any
+
+
+def send_into(generator: Generator[Any, Any, Any], value: Any) -> Any:
+    """What ``generator`` yields when sent ``value``, or `Done` with what it returned."""
+    try:
+        return generator.send(value)
+    except StopIteration as done:
+        return Done(done.value)
+
+
+def drive(plan: Generator[Step, Any, T], run: Callable[[Step], Any]) -> T:
+    """Run an I/O-free ``plan`` in this thread: each step it yields is ``run`` and the
+    result sent back, until it returns."""
+    value: Any = None
+    while type(step := send_into(plan, value)) is not Done:
+        value = run(step)
+    return step.value  # type: ignore[no-any-return]
+
+
+async def adrive(plan: Generator[Step, Any, T], run: Callable[[Step], Awaitable[Any]]) -> T:
+    """`drive` on an event loop: each step's ``run`` is awaited."""
+    value: Any = None
+    while type(step := send_into(plan, value)) is not Done:
+        value = await run(step)
+    return step.value  # type: ignore[no-any-return]

@@ -46,16 +46,6 @@ class HttpxFlow(ConnectAuthBase):
         url = request.url
         return url.scheme, url.host, url.port
 
-    def set_token(self, request: Any, token: str) -> None:
-        request.headers["Authorization"] = "Bearer " + token
-
-    def status(self, response: Any) -> int:
-        return int(response.status_code)
-
-    def header(self, response: Any, name: str) -> str | None:
-        value = response.headers.get(name)
-        return None if value is None else str(value)
-
     def same_hop(self, request: Any, response: Any) -> bool:
         # After a redirect elsewhere, httpx hands the auth flow the other origin's answer.
         return response.request is request or same_origin(

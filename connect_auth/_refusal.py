@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from ._flight import Done, send_into
+
 if TYPE_CHECKING:
     from ._adapter import ConnectAuthBase, Rewind
 
@@ -153,17 +155,8 @@ def sending(
 ) -> Generator[Any, Any, None]:
     """Run ``flow`` in this thread; yields the requests to send, is sent their answers."""
     value: Any = None
-    while True:
-        try:
-            effect = flow.send(value)
-        except StopIteration:
-            return
-        if effect is NEED_TOKEN:
-            value = token()
-        elif type(effect) is ReadBody:
-            value = read(effect)
-        else:
-            value = yield effect
+    while type(effect := send_into(flow, value)) is not Done:
+        value = (yield effect) if _is_send(effect) else _result(effect, token, read)
 
 
 async def asending(
@@ -173,36 +166,38 @@ async def asending(
 ) -> AsyncGenerator[Any, Any]:
     """`sending` on an event loop: tokens and bodies are awaited."""
     value: Any = None
-    while True:
-        try:
-            effect = flow.send(value)
-        except StopIteration:
-            return
-        if effect is NEED_TOKEN:
-            value = await token()
-        elif type(effect) is ReadBody:
-            value = await read(effect)
-        else:
-            value = yield effect
+    while type(effect := send_into(flow, value)) is not Done:
+        value = (yield effect) if _is_send(effect) else await _result(effect, token, read)
 
 
 def pump(driver: Generator[Any, Any, None], response: Any, send: Callable[[Any], Any]) -> Any:
     """Feed ``response`` to a started driver, sending what it asks; the last response."""
-    while True:
-        try:
-            request = driver.send(response)
-        except StopIteration:
-            return response
+    while type(request := send_into(driver, response)) is not Done:
         response = send(request)
+    return response
 
 
 async def apump(
     driver: AsyncGenerator[Any, Any], response: Any, send: Callable[[Any], Awaitable[Any]]
 ) -> Any:
     """`pump` for `asending`."""
-    while True:
-        try:
-            request = await driver.asend(response)
-        except StopAsyncIteration:
-            return response
+    while type(request := await _asend_into(driver, response)) is not Done:
         response = await send(request)
+    return response
+
+
+async def _asend_into(generator: AsyncGenerator[Any, Any], value: Any) -> Any:
+    """`send_into` for an async generator (which returns nothing)."""
+    try:
+        return await generator.asend(value)
+    except StopAsyncIteration:
+        return Done(None)
+
+
+def _is_send(effect: Any) -> bool:
+    return effect is not NEED_TOKEN and type(effect) is not ReadBody
+
+
+def _result(effect: Any, token: Callable[[], Any], read: Callable[[ReadBody], Any]) -> Any:
+    """What a token or body effect gets (an awaitable, for the async driver)."""
+    return token() if effect is NEED_TOKEN else read(effect)

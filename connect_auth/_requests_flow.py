@@ -40,16 +40,6 @@ class RequestsFlow(ConnectAuthBase):
     def url_parts(self, request: Any) -> tuple[str, str, int | None]:
         return origin_of(request.url or "")
 
-    def set_token(self, request: Any, token: str) -> None:
-        request.headers["Authorization"] = "Bearer " + token
-
-    def status(self, response: Any) -> int:
-        return int(response.status_code)
-
-    def header(self, response: Any, name: str) -> str | None:
-        value = response.headers.get(name)
-        return None if value is None else str(value)
-
     def same_hop(self, request: Any, response: Any) -> bool:
         return True  # only the armed request's own answer reaches the flow
 

@@ -66,15 +66,8 @@ class ConnectAuth(ConnectAuthBase):
         url = request.url
         return url.scheme, url.host or "", url.port
 
-    def set_token(self, request: Any, token: str) -> None:
-        request.headers["Authorization"] = "Bearer " + token
-
     def status(self, response: Any) -> int:
         return int(response.status)
-
-    def header(self, response: Any, name: str) -> str | None:
-        value = response.headers.get(name)
-        return None if value is None else str(value)
 
     def same_hop(self, request: Any, response: Any) -> bool:
         return True  # the middleware sees one hop at a time

@@ -37,7 +37,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 from ._cache import is_fresh
 from ._engine import AsyncFetch, CacheKey, Fetch, Flight
 from ._errors import ConnectError
-from ._flight import current_loop, is_asyncio
+from ._flight import adrive, current_loop, drive, is_asyncio
 from ._models import TokenResponse
 from ._protocol import parse_token_response
 
@@ -260,7 +260,7 @@ class RedisTokenCache:
         names, fence = self._names(flight.key), secrets.token_hex(16)
         plan = self._plan(flight, names, fence)
         try:
-            outcome = _drive(plan, lambda op: self._run(client, op))
+            outcome = drive(plan, lambda op: self._run(client, op))
         except _REDIS_DOWN as exc:
             self._trip(exc)
             return direct(flight.request, flight.cred)
@@ -305,7 +305,7 @@ class RedisTokenCache:
             return await self._arun(client, op)
 
         try:
-            outcome = await _adrive(plan, run)
+            outcome = await adrive(plan, run)
         except _REDIS_DOWN as exc:
             self._trip(exc)
             return await direct(flight.request, flight.cred)
@@ -560,28 +560,6 @@ def is_foreign_lease(ttl_ms: object, lease_ms: int) -> bool:
     if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
         return True
     return ttl_ms == -1 or ttl_ms > lease_ms
-
-
-def _drive(plan: Generator[_Op, Any, object], run: Callable[[_Op], Any]) -> object:
-    value: Any = None
-    while True:
-        try:
-            op = plan.send(value)
-        except StopIteration as done:
-            return done.value
-        value = run(op)
-
-
-async def _adrive(
-    plan: Generator[_Op, Any, object], run: Callable[[_Op], Awaitable[Any]]
-) -> object:
-    value: Any = None
-    while True:
-        try:
-            op = plan.send(value)
-        except StopIteration as done:
-            return done.value
-        value = await run(op)
 
 
 def from_env(environ: Mapping[str, str] = os.environ) -> RedisTokenCache | None:

@@ -31,6 +31,7 @@ from helpers import (
 
 from connect_auth import ConnectClient, ConnectUnavailableError, RetryPolicy
 from connect_auth._cache import refresh_at, refresh_retry_at
+from connect_auth._engine import Flight
 from connect_auth.httpx import ConnectAuth as HttpxAuth
 from connect_auth.testing import ConnectEmulator
 
@@ -377,10 +378,10 @@ def test_keyboard_interrupt_stays_with_the_leader() -> None:
         join = client._engine._join
 
         def counting_join(*args: Any) -> Any:
-            hit, flight = join(*args)
-            if flight is not None and not flight.leader:
+            found = join(*args)
+            if isinstance(found, Flight) and not found.leader:
                 followers.release()
-            return hit, flight
+            return found
 
         client._engine._join = counting_join  # type: ignore[method-assign]
         leader: list[BaseException] = []
