@@ -276,6 +276,15 @@ class ConnectAuthBase:
         self._before_blocking_fetch()
         return self._settle_rule(client.token_for(self.request, self.vercel_token))
 
+    def cached_token(self) -> str | None:
+        """The cached token if fresh and the refresh rule is settled, else None; no I/O.
+        For async callers: a refresh ahead of expiry starts on their event loop."""
+        if self._auto_rule:
+            return None
+        client = self._client or default_client()
+        hit = client.cached(self.request, self.vercel_token, on_loop=True)
+        return None if hit is None else hit.token
+
     async def atoken(self) -> str:
         """A valid token without blocking the event loop; a refresh ahead of expiry
         runs on this loop."""
@@ -295,6 +304,12 @@ class ConnectAuthBase:
             self.refresh_if = slack_invalid_auth if response.connector.type == "slack" else None
             self._auto_rule = False
         return response.token
+
+    def may_refuse(self, status: int) -> bool:
+        """Whether an answer with this status can mean a refused token: its status is
+        in ``refresh_on``, or ``refresh_if`` has a body to look at. When not, the
+        answer goes to the caller as it is (the common case, decided first)."""
+        return status in self.refresh_on or self.refresh_if is not None
 
     def discard(self, sent_token: str) -> None:
         """Forget ``sent_token`` if the cache still holds it (one refresh per bad token)."""

@@ -1,4 +1,5 @@
-"""The token cache: an LRU of token responses, and the rules for serving and refreshing one.
+"""The token cache: token responses with least-recently-used eviction, and the rules
+for serving and refreshing one.
 
 Not locked: the engine holds its lock around every change, so the
 check-then-fetch decision and the cache update stay atomic.
@@ -6,7 +7,7 @@ check-then-fetch decision and the cache update stay atomic.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -40,21 +41,30 @@ def refresh_retry_at(expires_at_ms: float, now_ms: float, buffer_ms: float) -> f
 class Entry:
     """A cached token response and when to refresh it ahead of expiry (epoch ms).
 
-    ``refresh_at`` is ``inf`` while a background refresh runs.
+    ``refresh_at`` is ``inf`` while a background refresh runs. ``used`` orders the
+    entries for eviction; ``live`` turns False when the entry leaves the cache, so a
+    reference kept elsewhere (the engine's memo) can tell.
     """
 
-    __slots__ = ("expires_at", "refresh_at", "response")
+    __slots__ = ("expires_at", "live", "refresh_at", "response", "used")
 
     def __init__(self, response: TokenResponse, refresh_at_ms: float) -> None:
         self.response = response
         self.expires_at = response.expires_at
         self.refresh_at = refresh_at_ms
+        self.used = 0
+        self.live = True
 
 
 class TokenCache:
-    """Least-recently-used map from cache key to `Entry`, O(1) per call."""
+    """Map from cache key to `Entry` that evicts the least recently used entry.
 
-    __slots__ = ("_data", "maxsize")
+    A hit only stamps its entry (O(1), no reordering); the least recently used is
+    looked for when a new entry arrives in a full cache, which happens after a
+    fetch, not on the hit path.
+    """
+
+    __slots__ = ("_data", "_ticks", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -62,7 +72,8 @@ class TokenCache:
         if maxsize < 1:
             raise ValueError(f"cache_size must be at least 1, got {maxsize}")
         self.maxsize = maxsize
-        self._data: OrderedDict[Hashable, Entry] = OrderedDict()
+        self._data: dict[Hashable, Entry] = {}
+        self._ticks = itertools.count(1)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -74,24 +85,22 @@ class TokenCache:
         """
         entry = self.get_fresh_unlocked(key, now_ms, buffer_ms)
         if entry is None:
-            self._data.pop(key, None)  # missing, or stale
+            self.delete(key)  # missing, or stale
         return entry
 
     def get_fresh_unlocked(self, key: Hashable, now_ms: float, buffer_ms: float) -> Entry | None:
-        """The entry if fresh, marked used; safe without the owner's lock.
-
-        Each dict operation is atomic, and a concurrent removal between the read
-        and the recency update only means the hit was linearized just before it.
-        A stale or missing entry returns None and is left to the locked path.
-        """
+        """The entry if fresh, marked used; safe without the owner's lock (one dict
+        read and one attribute write). A stale or missing entry returns None and is
+        left to the locked path."""
         entry = self._data.get(key)
         if entry is None or not is_fresh(entry.expires_at, now_ms, buffer_ms):
             return None
-        try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
-            self._data.move_to_end(key)
-        except KeyError:
-            pass
+        entry.used = next(self._ticks)
         return entry
+
+    def touch(self, entry: Entry) -> None:
+        """Mark ``entry`` used (a hit found without a key lookup)."""
+        entry.used = next(self._ticks)
 
     def peek(self, key: Hashable) -> Entry | None:
         """The entry, fresh or not, without touching its recency."""
@@ -99,20 +108,26 @@ class TokenCache:
 
     def put(self, key: Hashable, value: Entry) -> None:
         """Insert or replace, evicting the least recently used entry when full."""
+        old = self._data.pop(key, None)
+        if old is not None:
+            old.live = False
+        elif len(self._data) >= self.maxsize:
+            oldest = min(self._data, key=lambda k: self._data[k].used)
+            self._data.pop(oldest).live = False
+        value.used = next(self._ticks)
         self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
 
     def delete(self, key: Hashable) -> None:
         """Remove one entry; no-op when absent."""
-        self._data.pop(key, None)
+        entry = self._data.pop(key, None)
+        if entry is not None:
+            entry.live = False
 
     def delete_where(self, predicate: Callable[[Any], bool]) -> list[Any]:
         """Remove every entry whose key matches; returns their keys."""
         doomed = [k for k in self._data if predicate(k)]
         for k in doomed:
-            del self._data[k]
+            self._data.pop(k).live = False
         return doomed
 
     def entries(self) -> list[Entry]:
@@ -121,4 +136,6 @@ class TokenCache:
 
     def clear(self) -> None:
         """Remove everything."""
+        for entry in self._data.values():
+            entry.live = False
         self._data.clear()

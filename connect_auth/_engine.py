@@ -117,6 +117,8 @@ class TokenEngine:
         self._refused: dict[Hashable, str] = {}
         self._vercel_token = vercel_token
         self._cache = TokenCache(cache_size)
+        # id(request) -> (request, credential, entry): see `cached`.
+        self._memo: dict[int, tuple[TokenRequest, Credential, Entry]] = {}
         self._ahead = refresh_ahead_ms
         self._wait_limit = wait_limit
         self._clock = clock
@@ -148,35 +150,51 @@ class TokenEngine:
         if cred is None:
             return None
         now_ms = now * 1000.0
-        key = (request.key, cred.digest)
-        entry = self._cache.get_fresh_unlocked(key, now_ms, request.buffer_ms)
-        if entry is None:
-            return None
+        # The memo: the entry this request object was last served from, under this
+        # credential; valid while that entry is still in the cache. It saves hashing
+        # the key on every hit.
+        memo = self._memo.get(id(request))
+        entry: Entry | None
+        if memo is not None and memo[0] is request and memo[1] is cred and memo[2].live:
+            entry = memo[2]
+            if not is_fresh(entry.expires_at, now_ms, request.buffer_ms):
+                return None
+            self._cache.touch(entry)
+        else:
+            entry = self._cache.get_fresh_unlocked(
+                (request.key, cred.digest), now_ms, request.buffer_ms
+            )
+            if entry is None:
+                return None
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[id(request)] = (request, cred, entry)
         if now_ms >= entry.refresh_at:
-            self._refresh_ahead(key, request, cred, entry, on_loop)
+            self._refresh_ahead((request.key, cred.digest), request, cred, entry, on_loop)
         return entry.response
 
     def token_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
-        return drive(self._serving(request, vercel_token, force_refresh, False), self._run)
+        if not force_refresh and (hit := self.cached(request, vercel_token)) is not None:
+            return hit
+        return drive(self._serving(request, vercel_token, force_refresh), self._run)
 
     async def atoken_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
-        return await adrive(self._serving(request, vercel_token, force_refresh, True), self._arun)
+        if not force_refresh and (hit := self.cached(request, vercel_token, on_loop=True)):
+            return hit
+        return await adrive(self._serving(request, vercel_token, force_refresh), self._arun)
 
     def _serving(
-        self, request: TokenRequest, vercel_token: str | None, force: bool, on_loop: bool
+        self, request: TokenRequest, vercel_token: str | None, force: bool
     ) -> Generator[Flight, TokenResponse, TokenResponse]:
-        """How a call is served, I/O-free: a hit, or the flights to lead or wait for
-        (yielded to the driver, which sends back their tokens)."""
-        if not force:
-            hit = self.cached(request, vercel_token, on_loop=on_loop)
-            if hit is not None:
-                return hit
+        """How a call that `cached` did not serve is served, I/O-free: a hit after all,
+        or the flights to lead or wait for (yielded to the driver, which sends back
+        their tokens)."""
         found = self._join(request, vercel_token, force)
         if not isinstance(found, Flight):
             return found
@@ -440,6 +458,7 @@ class TokenEngine:
 
 
 _REFUSED_MAX = 256
+_MEMO_MAX = 256
 
 
 def _interrupted(exc: BaseException) -> ConnectUnavailableError:

@@ -1,8 +1,7 @@
 """The refusal flow bound to httpx-style clients (httpx and its httpx2 fork).
 
 httpx's auth flows are generators that yield requests and are sent responses:
-the sync one is `connect_auth._refusal.sending` itself, the async one pumps
-`asending`.
+each yields what `advance` (or `aadvance`) says to send next.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind, rewinder, same_origin
-from ._refusal import ReadBody, asending, refusal_flow, sending
+from ._refusal import Done, ReadBody, aadvance, advance, refusal_flow
 
 __all__ = ["HttpxFlow"]
 
@@ -27,24 +26,27 @@ class HttpxFlow(ConnectAuthBase):
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """httpx's sync hook: the refusal flow, fetching tokens in this thread."""
-        yield from sending(refusal_flow(self, self, request), self.token, self._read)
+        flow = refusal_flow(self, self, request)
+        response = None
+        while type(request := advance(flow, response, self)) is not Done:
+            response = yield request
+            if not self.may_refuse(response.status_code):
+                return
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """httpx's async hook: the same, never blocking the event loop."""
-        driver = asending(refusal_flow(self, self, request), self.atoken, self._aread)
+        flow = refusal_flow(self, self, request)
         response = None
-        while True:
-            try:
-                request = await driver.asend(response)
-            except StopAsyncIteration:
-                return
+        while type(request := await aadvance(flow, response, self)) is not Done:
             response = yield request
+            if not self.may_refuse(response.status_code):
+                return
 
     # -- the binding ----------------------------------------------------------------
 
-    def url_parts(self, request: Any) -> tuple[str, str, int | None]:
+    def attaches_to(self, request: Any) -> bool:
         url = request.url
-        return url.scheme, url.host, url.port
+        return self.attaches(url.scheme, url.host, url.port)
 
     def same_hop(self, request: Any, response: Any) -> bool:
         # After a redirect elsewhere, httpx hands the auth flow the other origin's answer.
@@ -71,7 +73,7 @@ class HttpxFlow(ConnectAuthBase):
 
     # -- reading a body for the predicate, within the bound ---------------------------
 
-    def _read(self, effect: ReadBody) -> bytes | None:
+    def read_body(self, effect: ReadBody) -> bytes | None:
         response = effect.response
         if effect.whole:
             return bytes(response.read())
@@ -88,7 +90,7 @@ class HttpxFlow(ConnectAuthBase):
         response.stream = self._sync_replay(chunks, iter(()), stream)
         return bytes(response.read())
 
-    async def _aread(self, effect: ReadBody) -> bytes | None:
+    async def aread_body(self, effect: ReadBody) -> bytes | None:
         response = effect.response
         if effect.whole:
             return bytes(await response.aread())

@@ -2,17 +2,17 @@
 on a refusal refresh once and resend once.
 
 `refusal_flow` decides everything and does no I/O: it yields effects (`NEED_TOKEN`,
-a `ReadBody`, or a request to send) and is sent their results. Two drivers run it:
-`sending` in a thread and `asending` on an event loop. Both are generators that
-yield only the requests to send, so httpx's auth flows are the drivers themselves,
-and clients that send with a function (aiohttp's handler, a requests connection)
-pump them with `pump` or `apump`. A client module is a `Binding`: how to read a
-status and a header, set the token, replay a body and send again.
+a `ReadBody`, or a request to send) and is sent their results. Two drivers run it
+from one send to the next: `advance` in a thread, `aadvance` on an event loop. A
+client module sends what they return in its own way (httpx yields it from its
+auth flow, aiohttp calls its handler, requests and niquests send from a response
+hook), and is a `Binding`: how to read a status and a header, set the token,
+replay a body and send again.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._flight import Done, send_into
@@ -24,13 +24,12 @@ __all__ = [
     "MAX_INSPECTED_BYTES",
     "NEED_TOKEN",
     "Binding",
+    "Done",
     "ReadBody",
-    "apump",
-    "asending",
+    "aadvance",
+    "advance",
     "body_limit",
-    "pump",
     "refusal_flow",
-    "sending",
 ]
 
 #: A refusal in a 2xx body (Slack's ``{"ok": false, "error": "invalid_auth"}``) is a
@@ -61,8 +60,8 @@ class ReadBody(NamedTuple):
 class Binding(Protocol):
     """What a client module tells the flow about its requests and responses."""
 
-    def url_parts(self, request: Any) -> tuple[str, str, int | None]:
-        """``(scheme, host, port)`` of the request."""
+    def attaches_to(self, request: Any) -> bool:
+        """Whether the request gets a token (`ConnectAuthBase.attaches` on its origin)."""
         ...
 
     def rewinder(self, request: Any) -> Rewind | None:
@@ -111,10 +110,10 @@ def body_limit(content_type: str | None, content_length: str | None) -> ReadBody
 
 def refusal_flow(
     auth: ConnectAuthBase, binding: Binding, request: Any
-) -> Generator[Any, Any, None]:
+) -> Generator[Any, Any, None]:  # the hot path: every request runs it
     """Every decision of one request, as effects; the answer given back is the last
     response the driver received."""
-    if not auth.attaches(*binding.url_parts(request)):
+    if not binding.attaches_to(request):
         yield request
         return
     rewind = binding.rewinder(request)
@@ -122,10 +121,11 @@ def refusal_flow(
     binding.set_token(request, token)
     response = yield request
     status = binding.status(response)
+    if not auth.may_refuse(status):
+        return  # the common case (drivers may decide it without resuming the flow)
     if status not in auth.refresh_on:
         predicate = auth.refresh_if
-        if predicate is None:
-            return  # the common case
+        assert predicate is not None  # may_refuse said so
         read = body_limit(binding.header(response, "content-type"), binding.header(
             response, "content-length"))  # fmt: skip
         if read is None:
@@ -148,56 +148,27 @@ def refusal_flow(
 # -- drivers ------------------------------------------------------------------------------
 
 
-def sending(
-    flow: Generator[Any, Any, None],
-    token: Callable[[], str],
-    read: Callable[[ReadBody], bytes | None],
-) -> Generator[Any, Any, None]:
-    """Run ``flow`` in this thread; yields the requests to send, is sent their answers."""
-    value: Any = None
+def advance(flow: Generator[Any, Any, None], value: Any, auth: Any) -> Any:
+    """Run ``flow`` in this thread up to its next send: sends ``value`` in, meets every
+    token and body effect on the way, and returns the request to send, or `Done`."""
     while type(effect := send_into(flow, value)) is not Done:
-        value = (yield effect) if _is_send(effect) else _result(effect, token, read)
+        if effect is NEED_TOKEN:
+            value = auth.token()
+        elif type(effect) is ReadBody:
+            value = auth.read_body(effect)
+        else:
+            return effect
+    return effect
 
 
-async def asending(
-    flow: Generator[Any, Any, None],
-    token: Callable[[], Awaitable[str]],
-    read: Callable[[ReadBody], Awaitable[bytes | None]],
-) -> AsyncGenerator[Any, Any]:
-    """`sending` on an event loop: tokens and bodies are awaited."""
-    value: Any = None
+async def aadvance(flow: Generator[Any, Any, None], value: Any, auth: Any) -> Any:
+    """`advance` on an event loop: a cached token is taken without an await; a fetch
+    and a body read are awaited."""
     while type(effect := send_into(flow, value)) is not Done:
-        value = (yield effect) if _is_send(effect) else await _result(effect, token, read)
-
-
-def pump(driver: Generator[Any, Any, None], response: Any, send: Callable[[Any], Any]) -> Any:
-    """Feed ``response`` to a started driver, sending what it asks; the last response."""
-    while type(request := send_into(driver, response)) is not Done:
-        response = send(request)
-    return response
-
-
-async def apump(
-    driver: AsyncGenerator[Any, Any], response: Any, send: Callable[[Any], Awaitable[Any]]
-) -> Any:
-    """`pump` for `asending`."""
-    while type(request := await _asend_into(driver, response)) is not Done:
-        response = await send(request)
-    return response
-
-
-async def _asend_into(generator: AsyncGenerator[Any, Any], value: Any) -> Any:
-    """`send_into` for an async generator (which returns nothing)."""
-    try:
-        return await generator.asend(value)
-    except StopAsyncIteration:
-        return Done(None)
-
-
-def _is_send(effect: Any) -> bool:
-    return effect is not NEED_TOKEN and type(effect) is not ReadBody
-
-
-def _result(effect: Any, token: Callable[[], Any], read: Callable[[ReadBody], Any]) -> Any:
-    """What a token or body effect gets (an awaitable, for the async driver)."""
-    return token() if effect is NEED_TOKEN else read(effect)
+        if effect is NEED_TOKEN:
+            value = auth.cached_token() or await auth.atoken()
+        elif type(effect) is ReadBody:
+            value = await auth.aread_body(effect)
+        else:
+            return effect
+    return effect

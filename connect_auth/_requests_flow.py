@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
-from ._refusal import ReadBody, apump, asending, pump, refusal_flow, sending
+from ._refusal import Done, ReadBody, aadvance, advance, refusal_flow
 
 __all__ = ["RequestsFlow"]
 
@@ -23,22 +23,26 @@ class RequestsFlow(ConnectAuthBase):
 
     def __call__(self, r: Any) -> Any:
         """requests' auth hook: attach a token and watch the answer."""
-        driver = sending(refusal_flow(self, self, r), self.token, self._read)
-        driver.send(None)  # up to the first send: the token is on ``r``
-        r._connect_auth = driver
+        flow = refusal_flow(self, self, r)
+        advance(flow, None, self)  # up to the first send: the token is on ``r``
+        r._connect_auth = flow
         r.hooks["response"].append(self._on_response)
         return r
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        driver = _started_flow(response, send_kwargs)
-        if driver is None:
+        flow = _started_flow(self, response, send_kwargs)
+        if flow is None:
             return response
-        return pump(driver, response, lambda retry: _resend(response, retry, send_kwargs))
+        while type(retry := advance(flow, response, self)) is not Done:
+            response = _resend(response, retry, send_kwargs)
+        return response
 
     # -- the binding ----------------------------------------------------------------
 
-    def url_parts(self, request: Any) -> tuple[str, str, int | None]:
-        return origin_of(request.url or "")
+    def attaches_to(self, request: Any) -> bool:
+        url = request.url or ""
+        # https with no hosts= needs no parse: may_attach would say yes on its first line
+        return (self.hosts is None and url.startswith("https://")) or self.attaches(*origin_of(url))
 
     def same_hop(self, request: Any, response: Any) -> bool:
         return True  # only the armed request's own answer reaches the flow
@@ -56,7 +60,7 @@ class RequestsFlow(ConnectAuthBase):
         body = request.body
         return no_rewind if body is None or type(body) is bytes else rewinder(body)
 
-    def _read(self, effect: ReadBody) -> bytes | None:
+    def read_body(self, effect: ReadBody) -> bytes | None:
         response = effect.response
         if not (effect.whole or _read_anyway(response)):
             return None  # a streamed body of unknown length stays the caller's
@@ -69,28 +73,26 @@ class AsyncRequestsFlow(RequestsFlow):
 
     async def __call__(self, r: Any) -> Any:
         """The async auth hook: attach a token without blocking the event loop."""
-        driver = asending(refusal_flow(self, self, r), self.atoken, self._aread)
-        await driver.asend(None)
-        r._connect_auth = driver
+        flow = refusal_flow(self, self, r)
+        await aadvance(flow, None, self)
+        r._connect_auth = flow
         r.hooks["response"].append(self._aon_response)
         return r
 
     async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
-        driver = _started_flow(response, send_kwargs)
-        if driver is None:
+        flow = _started_flow(self, response, send_kwargs)
+        if flow is None:
             return response
-
-        async def resend(retry: Any) -> Any:
+        while type(retry := await aadvance(flow, response, self)) is not Done:
             await response.content  # drain, so the connection can be reused
             await response.close()
             new = await response.connection.send(retry, **send_kwargs)
             new.history.append(response)
             new.request = retry
-            return new
+            response = new
+        return response
 
-        return await apump(driver, response, resend)
-
-    async def _aread(self, effect: ReadBody) -> bytes | None:
+    async def aread_body(self, effect: ReadBody) -> bytes | None:
         response = effect.response
         if not (effect.whole or _read_anyway(response)):
             return None
@@ -98,15 +100,14 @@ class AsyncRequestsFlow(RequestsFlow):
         return body if isinstance(body, bytes) and len(body) <= effect.limit else None
 
 
-def _started_flow(response: Any, send_kwargs: dict[str, Any]) -> Any:
-    """The flow armed on the request this response answers, taken (it runs once), or
-    None for a redirected request or a resend."""
-    sent = response.request
-    driver = getattr(sent, "_connect_auth", None)
-    if driver is not None:
-        del sent._connect_auth
-        response._connect_auth_streamed = bool(send_kwargs.get("stream"))
-    return driver
+def _started_flow(auth: ConnectAuthBase, response: Any, send_kwargs: dict[str, Any]) -> Any:
+    """The flow armed on the request this response answers, taken (it runs once); None
+    for a redirected request or a resend, and for an answer that cannot be a refusal."""
+    flow = response.request.__dict__.pop("_connect_auth", None)
+    if flow is None or not auth.may_refuse(response.status_code):
+        return None
+    response._connect_auth_streamed = bool(send_kwargs.get("stream"))
+    return flow
 
 
 def _read_anyway(response: Any) -> bool:

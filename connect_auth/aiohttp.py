@@ -17,7 +17,7 @@ except ImportError as exc:  # an optional extra, or an aiohttp without client mi
     ) from exc
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind
-from ._refusal import ReadBody, apump, asending, refusal_flow
+from ._refusal import Done, ReadBody, aadvance, refusal_flow
 
 __all__ = ["ConnectAuth"]
 
@@ -50,21 +50,22 @@ class ConnectAuth(ConnectAuthBase):
         url = request.url
         if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
             return await handler(request)
-        driver = asending(refusal_flow(self, self, request), self.atoken, self._aread)
-        response = await handler(await driver.asend(None))
-
-        async def resend(again: ClientRequest) -> ClientResponse:
-            response.release()
-            return await handler(again)
-
-        result: ClientResponse = await apump(driver, response, resend)
-        return result
+        flow = refusal_flow(self, self, request)
+        response: ClientResponse | None = None
+        while type(to_send := await aadvance(flow, response, self)) is not Done:
+            if response is not None:
+                response.release()  # the refused answer: its connection can be reused
+            response = await handler(to_send)
+            if not self.may_refuse(response.status):
+                break
+        assert response is not None  # the flow sends at least once
+        return response
 
     # -- the binding ----------------------------------------------------------------
 
-    def url_parts(self, request: Any) -> Origin:
+    def attaches_to(self, request: Any) -> bool:
         url = request.url
-        return url.scheme, url.host or "", url.port
+        return self.attaches(url.scheme, url.host or "", url.port)
 
     def status(self, response: Any) -> int:
         return int(response.status)
@@ -79,7 +80,7 @@ class ConnectAuth(ConnectAuthBase):
         # aiohttp sends every other payload again by itself (bytes, forms, files).
         return None if isinstance(request.body, AsyncIterablePayload) else no_rewind
 
-    async def _aread(self, effect: ReadBody) -> bytes | None:
+    async def aread_body(self, effect: ReadBody) -> bytes | None:
         if not effect.whole:
             return None  # a body of unknown length stays unread until the caller reads it
         body = await effect.response.read()  # kept by aiohttp for read(), text(), json()

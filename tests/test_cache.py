@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from connect_auth import ConnectorRef, TokenResponse
-from connect_auth._cache import TokenCache, is_fresh
+from connect_auth._cache import Entry, TokenCache, is_fresh
 
 
-def _resp(expires_at: int, token: str = "t") -> TokenResponse:
-    return TokenResponse(token=token, expires_at=expires_at, connector=ConnectorRef("i", "u", "t"))
+def _resp(expires_at: int, token: str = "t") -> Entry:
+    response = TokenResponse(
+        token=token, expires_at=expires_at, connector=ConnectorRef("i", "u", "t")
+    )
+    return Entry(response, math.inf)
 
 
 def test_freshness_is_strict() -> None:
@@ -56,3 +61,20 @@ def test_bad_sizes(size: object, error: type) -> None:
     """cache_size must be a positive int."""
     with pytest.raises(error):
         TokenCache(size)  # type: ignore[arg-type]
+
+
+def test_an_entry_knows_when_it_left_the_cache() -> None:
+    """``live`` turns False on delete, replace, eviction and clear (the engine's memo
+    trusts an entry only while it is live)."""
+    cache = TokenCache(2)
+    a, b, c, a2 = _resp(10**9), _resp(10**9), _resp(10**9), _resp(10**9)
+    cache.put("a", a)
+    cache.put("b", b)
+    cache.put("a", a2)  # replaced
+    assert not a.live and a2.live
+    cache.put("c", c)  # full: b is the least recently used
+    assert not b.live and c.live
+    cache.delete("c")
+    assert not c.live
+    cache.clear()
+    assert not a2.live
