@@ -95,14 +95,14 @@ def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
 
 def get_token(connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]) -> str:
     """Return a provider access token (see `ConnectClient.get_token`)."""
-    return default_client().get_token(connector, subject=subject, **options)
+    return default_client()._serve(connector, subject, options).token  # type: ignore[arg-type]
 
 
 def get_token_response(
     connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
 ) -> TokenResponse:
     """Return the full token response (see `ConnectClient.get_token_response`)."""
-    return default_client().get_token_response(connector, subject=subject, **options)
+    return default_client()._serve(connector, subject, options)  # type: ignore[arg-type]
 
 
 async def aget_token(

@@ -158,15 +158,22 @@ class ConnectClient:
         Served from the cache while ``expires_at - now > validity_buffer_ms``;
         otherwise fetched once (concurrent callers share the fetch) and cached.
         """
-        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
-        return self._engine.token_for(request, vercel_token, force_refresh=force).token
+        return self._serve(connector, subject, options).token  # type: ignore[arg-type]
 
     def get_token_response(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
         """Like `get_token`, but return the whole `TokenResponse`."""
-        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
-        return self._engine.token_for(request, vercel_token, force_refresh=force)
+        return self._serve(connector, subject, options)  # type: ignore[arg-type]
+
+    def _serve(
+        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+    ) -> TokenResponse:
+        """`get_token_response` with its options as a dict (the module functions' path)."""
+        if options:
+            request, vercel_token, force = _split(connector, subject, options)
+            return self._engine.token_for(request, vercel_token, force_refresh=force)
+        return self._engine.token_for(_request_for(connector, subject, options))
 
     async def aget_token(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]

@@ -12,7 +12,7 @@ replay a body and send again.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._flight import Done, send_into
@@ -28,7 +28,7 @@ __all__ = [
     "ReadBody",
     "aadvance",
     "advance",
-    "body_limit",
+    "inspectable",
     "refusal_flow",
 ]
 
@@ -58,7 +58,10 @@ class ReadBody(NamedTuple):
 
 
 class Binding(Protocol):
-    """What a client module tells the flow about its requests and responses."""
+    """What a client module tells the flow about its requests and responses. The
+    adapter object is its own binding; besides these, the drivers call its
+    ``token``/``cached_token``/``atoken`` and ``read_body``/``aread_body`` (a
+    body within a `ReadBody`'s bound, the response still whole for the caller)."""
 
     def attaches_to(self, request: Any) -> bool:
         """Whether the request gets a token (`ConnectAuthBase.attaches` on its origin)."""
@@ -86,26 +89,23 @@ class Binding(Protocol):
         ...
 
     def for_resend(self, request: Any, response: Any) -> Any:
-        """Give up ``response`` (so its connection can be reused) and return the request
-        to send again, carrying the token already set on ``request``."""
+        """The request to send again, carrying the token already set on ``request``
+        (the driver gives up ``response`` before sending it)."""
         ...
 
 
-def body_limit(content_type: str | None, content_length: str | None) -> ReadBody | None:
+def inspectable(content_type: str | None, content_length: Callable[[], str | None]) -> bool | None:
     """Whether a predicate may see a body, from its headers alone: only JSON of at most
-    `MAX_INSPECTED_BYTES` (or of unknown length, read no further than that)."""
+    `MAX_INSPECTED_BYTES`. True: read it whole (its length is known to fit); False:
+    read no further than the bound (its length is unknown); None: do not read it.
+    ``content_length`` is asked only for JSON."""
     media = (content_type or "").partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         return None
-    if content_length is None:
-        return ReadBody(None, MAX_INSPECTED_BYTES, whole=False)
-    try:
-        size = int(content_length)
-    except ValueError:
-        return ReadBody(None, MAX_INSPECTED_BYTES, whole=False)
-    if size > MAX_INSPECTED_BYTES:
-        return None
-    return ReadBody(None, MAX_INSPECTED_BYTES, whole=True)
+    length = content_length()
+    if length is None or not length.isdigit():
+        return False
+    return True if int(length) <= MAX_INSPECTED_BYTES else None
 
 
 def refusal_flow(
@@ -126,11 +126,13 @@ def refusal_flow(
     if status not in auth.refresh_on:
         predicate = auth.refresh_if
         assert predicate is not None  # may_refuse said so
-        read = body_limit(binding.header(response, "content-type"), binding.header(
-            response, "content-length"))  # fmt: skip
-        if read is None:
+        whole = inspectable(
+            binding.header(response, "content-type"),
+            lambda: binding.header(response, "content-length"),
+        )
+        if whole is None:
             return
-        body = yield read._replace(response=response)
+        body = yield ReadBody(response, MAX_INSPECTED_BYTES, whole)
         if body is None or not predicate(status, body):
             return
     if not binding.same_hop(request, response):

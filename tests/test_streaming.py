@@ -22,7 +22,7 @@ import requests
 from helpers import APP, SLACK
 
 from connect_auth import ConnectClient
-from connect_auth._refusal import MAX_INSPECTED_BYTES, ReadBody, body_limit
+from connect_auth._refusal import MAX_INSPECTED_BYTES, inspectable
 from connect_auth.aiohttp import ConnectAuth as AiohttpAuth
 from connect_auth.httpx import ConnectAuth as HttpxAuth
 from connect_auth.httpx2 import ConnectAuth as Httpx2Auth
@@ -273,14 +273,15 @@ def test_a_slack_refusal_of_unknown_length_is_still_refreshed(
     assert emulator.token_calls() == 2
 
 
-def test_body_limit_decides_from_headers() -> None:
-    whole = ReadBody(None, MAX_INSPECTED_BYTES, whole=True)
-    peek = ReadBody(None, MAX_INSPECTED_BYTES, whole=False)
-    assert body_limit("application/json; charset=utf-8", "40") == whole
-    assert body_limit("application/problem+json", str(MAX_INSPECTED_BYTES)) == whole
-    assert body_limit("Application/JSON", None) == peek
-    assert body_limit("application/json", "many") == peek
-    assert body_limit("application/json", str(MAX_INSPECTED_BYTES + 1)) is None
-    assert body_limit("application/octet-stream", "40") is None
-    assert body_limit("text/html", None) is None
-    assert body_limit(None, "40") is None
+def test_what_the_predicate_may_read_is_decided_from_headers() -> None:
+    def length(value: str | None) -> Any:
+        return lambda: value
+
+    assert inspectable("application/json; charset=utf-8", length("40")) is True
+    assert inspectable("application/problem+json", length(str(MAX_INSPECTED_BYTES))) is True
+    assert inspectable("Application/JSON", length(None)) is False
+    assert inspectable("application/json", length("many")) is False
+    assert inspectable("application/json", length(str(MAX_INSPECTED_BYTES + 1))) is None
+    assert inspectable("application/octet-stream", length("40")) is None
+    assert inspectable("text/html", length(None)) is None
+    assert inspectable(None, length("40")) is None
