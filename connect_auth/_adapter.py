@@ -22,6 +22,7 @@ from ._models import SubjectLike, TokenRequest, TokenResponse, coerce_subject
 from ._oidc import hidden
 
 __all__ = [
+    "Armed",
     "ConnectAuthBase",
     "Rewind",
     "may_attach",
@@ -39,6 +40,8 @@ log = logging.getLogger("connect_auth")
 RefreshPredicate = Callable[[int, bytes], bool]
 #: Puts a request body back where it started; ``None`` when it cannot be resent.
 Rewind = Callable[[], None]
+#: What arming a request gave it: the token it carries, and how to rewind its body.
+Armed = tuple[str, Rewind | None]
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -305,6 +308,33 @@ class ConnectAuthBase:
             self._auto_rule = False
         return response.token
 
+    def arm(self, request: Any) -> Armed | None:
+        """Put a token on ``request`` if it gets one (the attach decision), remembering
+        how to rewind its body; None when it goes out without a token."""
+        if not self.attaches_to(request):
+            return None
+        rewind = self.rewinder(request)  # before the send moves a file's position
+        token = self.token()
+        self.set_token(request, token)
+        return token, rewind
+
+    async def aarm(self, request: Any) -> Armed | None:
+        """`arm` without blocking the event loop."""
+        if not self.attaches_to(request):
+            return None
+        rewind = self.rewinder(request)
+        token = self.cached_token() or await self.atoken()
+        self.set_token(request, token)
+        return token, rewind
+
+    def attaches_to(self, request: Any) -> bool:
+        """Whether ``request`` gets a token (each client's binding says)."""
+        raise NotImplementedError
+
+    def rewinder(self, request: Any) -> Rewind | None:
+        """How to send ``request``'s body again (each client's binding says)."""
+        raise NotImplementedError
+
     def may_refuse(self, status: int) -> bool:
         """Whether an answer with this status can mean a refused token: its status is
         in ``refresh_on``, or ``refresh_if`` has a body to look at. When not, the
@@ -328,10 +358,10 @@ class ConnectAuthBase:
         """The response's status code."""
         return int(response.status_code)
 
-    def header(self, response: Any, name: str) -> str | None:
-        """One header of the response, or None."""
-        value = response.headers.get(name)
-        return None if value is None else str(value)
+    def body_headers(self, response: Any) -> tuple[str | None, str | None]:
+        """The response's ``Content-Type`` and ``Content-Length``, or None each."""
+        headers = response.headers
+        return headers.get("content-type"), headers.get("content-length")
 
     def not_resent(self, why: str) -> None:
         """Say in the log why a refused request is handed back instead of resent."""

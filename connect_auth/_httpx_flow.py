@@ -25,28 +25,43 @@ class HttpxFlow(ConnectAuthBase):
     _async_stream: type = object
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        """httpx's sync hook: the refusal flow, fetching tokens in this thread."""
-        flow = refusal_flow(self, self, request)
-        response = None
-        while type(request := advance(flow, response, self)) is not Done:
-            response = yield request
-            if not self.may_refuse(response.status_code):
-                return
+        """httpx's sync hook: arm, send, and run the refusal flow in this thread."""
+        armed = self.arm(request)
+        response = yield request
+        if armed is None or not self.may_refuse(response.status_code):
+            return
+        flow = refusal_flow(self, self, request, response, armed)
+        answer = None
+        while type(to_send := advance(flow, answer, self)) is not Done:
+            answer = yield to_send
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """httpx's async hook: the same, never blocking the event loop."""
-        flow = refusal_flow(self, self, request)
-        response = None
-        while type(request := await aadvance(flow, response, self)) is not Done:
-            response = yield request
-            if not self.may_refuse(response.status_code):
-                return
+        armed = await self.aarm(request)
+        response = yield request
+        if armed is None or not self.may_refuse(response.status_code):
+            return
+        flow = refusal_flow(self, self, request, response, armed)
+        answer = None
+        while type(to_send := await aadvance(flow, answer, self)) is not Done:
+            answer = yield to_send
 
     # -- the binding ----------------------------------------------------------------
 
     def attaches_to(self, request: Any) -> bool:
         url = request.url
         return self.attaches(url.scheme, url.host, url.port)
+
+    def body_headers(self, response: Any) -> tuple[str | None, str | None]:
+        # One pass over the raw pairs: httpx's Headers.get scans them once per name.
+        content_type = length = None
+        for name, value in response.headers.raw:
+            name = name.lower()
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+        return content_type, length
 
     def same_hop(self, request: Any, response: Any) -> bool:
         # After a redirect elsewhere, httpx hands the auth flow the other origin's answer.

@@ -1,24 +1,27 @@
 """The one refusal flow of every adapter: attach a token, send, judge the answer, and
 on a refusal refresh once and resend once.
 
-`refusal_flow` decides everything and does no I/O: it yields effects (`NEED_TOKEN`,
-a `ReadBody`, or a request to send) and is sent their results. Two drivers run it
-from one send to the next: `advance` in a thread, `aadvance` on an event loop. A
-client module sends what they return in its own way (httpx yields it from its
-auth flow, aiohttp calls its handler, requests and niquests send from a response
-hook), and is a `Binding`: how to read a status and a header, set the token,
-replay a body and send again.
+A request is armed first (`ConnectAuthBase.arm`: the attach decision, the body's
+rewind, the token) and sent. Most answers end there (`ConnectAuthBase.may_refuse`
+says no), at the cost of two method calls. Any other answer goes to
+`refusal_flow`, which decides everything else and does no I/O: it yields effects
+(`NEED_TOKEN`, a `ReadBody`, or a request to send) and is sent their results. Two
+drivers run it from one send to the next: `advance` in a thread, `aadvance` on an
+event loop. A client module sends what they return in its own way (httpx yields it
+from its auth flow, aiohttp calls its handler, requests and niquests send from a
+response hook), and is a `Binding`: how to read a status and a header, set the
+token, replay a body and send again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._flight import Done, send_into
 
 if TYPE_CHECKING:
-    from ._adapter import ConnectAuthBase, Rewind
+    from ._adapter import Armed, ConnectAuthBase, Rewind
 
 __all__ = [
     "MAX_INSPECTED_BYTES",
@@ -79,8 +82,8 @@ class Binding(Protocol):
         """The response's status code."""
         ...
 
-    def header(self, response: Any, name: str) -> str | None:
-        """One header of the response (``name`` in lower case), or None."""
+    def body_headers(self, response: Any) -> tuple[str | None, str | None]:
+        """The response's ``Content-Type`` and ``Content-Length`` (None when absent)."""
         ...
 
     def same_hop(self, request: Any, response: Any) -> bool:
@@ -94,42 +97,31 @@ class Binding(Protocol):
         ...
 
 
-def inspectable(content_type: str | None, content_length: Callable[[], str | None]) -> bool | None:
+def inspectable(content_type: str | None, length: str | None) -> bool | None:
     """Whether a predicate may see a body, from its headers alone: only JSON of at most
     `MAX_INSPECTED_BYTES`. True: read it whole (its length is known to fit); False:
-    read no further than the bound (its length is unknown); None: do not read it.
-    ``content_length`` is asked only for JSON."""
+    read no further than the bound (its length is unknown); None: do not read it."""
     media = (content_type or "").partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         return None
-    length = content_length()
     if length is None or not length.isdigit():
         return False
     return True if int(length) <= MAX_INSPECTED_BYTES else None
 
 
 def refusal_flow(
-    auth: ConnectAuthBase, binding: Binding, request: Any
-) -> Generator[Any, Any, None]:  # the hot path: every request runs it
-    """Every decision of one request, as effects; the answer given back is the last
-    response the driver received."""
-    if not binding.attaches_to(request):
-        yield request
-        return
-    rewind = binding.rewinder(request)
-    token = yield NEED_TOKEN
-    binding.set_token(request, token)
-    response = yield request
+    auth: ConnectAuthBase, binding: Binding, request: Any, response: Any, armed: Armed
+) -> Generator[Any, Any, None]:
+    """Every decision after an answer that `ConnectAuthBase.may_refuse`, as effects;
+    the answer given back is the last response the driver received. ``armed`` is what
+    `ConnectAuthBase.arm` put on ``request`` before it was sent."""
+    token, rewind = armed
     status = binding.status(response)
-    if not auth.may_refuse(status):
-        return  # the common case (drivers may decide it without resuming the flow)
     if status not in auth.refresh_on:
         predicate = auth.refresh_if
-        assert predicate is not None  # may_refuse said so
-        whole = inspectable(
-            binding.header(response, "content-type"),
-            lambda: binding.header(response, "content-length"),
-        )
+        if predicate is None:
+            return
+        whole = inspectable(*binding.body_headers(response))
         if whole is None:
             return
         body = yield ReadBody(response, MAX_INSPECTED_BYTES, whole)

@@ -1,8 +1,8 @@
 """The refusal flow bound to requests-style libraries (requests and niquests).
 
 Both call ``auth(prepared_request)`` before sending and run response hooks after,
-so the flow is started in the auth hook (up to the first send) and finished in the
-response hook. The started flow rides on the prepared request itself: requests
+so the request is armed in the auth hook and the answer judged in the response
+hook. What arming gave rides on the prepared request itself: requests
 and niquests copy hooks, never attributes, onto redirected requests and resends,
 so an answer to any request but this one finds none and is never acted on, and no
 token can follow a redirect through a resend.
@@ -23,18 +23,19 @@ class RequestsFlow(ConnectAuthBase):
 
     def __call__(self, r: Any) -> Any:
         """requests' auth hook: attach a token and watch the answer."""
-        flow = refusal_flow(self, self, r)
-        advance(flow, None, self)  # up to the first send: the token is on ``r``
-        r._connect_auth = flow
-        r.hooks["response"].append(self._on_response)
+        armed = self.arm(r)
+        if armed is not None:
+            r._connect_auth = armed
+            r.hooks["response"].append(self._on_response)
         return r
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        flow = _started_flow(self, response, send_kwargs)
+        flow = _refusal(self, response, send_kwargs)
         if flow is None:
             return response
-        while type(retry := advance(flow, response, self)) is not Done:
-            response = _resend(response, retry, send_kwargs)
+        answer = None
+        while type(retry := advance(flow, answer, self)) is not Done:
+            answer = response = _resend(response, retry, send_kwargs)
         return response
 
     # -- the binding ----------------------------------------------------------------
@@ -73,23 +74,24 @@ class AsyncRequestsFlow(RequestsFlow):
 
     async def __call__(self, r: Any) -> Any:
         """The async auth hook: attach a token without blocking the event loop."""
-        flow = refusal_flow(self, self, r)
-        await aadvance(flow, None, self)
-        r._connect_auth = flow
-        r.hooks["response"].append(self._aon_response)
+        armed = await self.aarm(r)
+        if armed is not None:
+            r._connect_auth = armed
+            r.hooks["response"].append(self._aon_response)
         return r
 
     async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
-        flow = _started_flow(self, response, send_kwargs)
+        flow = _refusal(self, response, send_kwargs)
         if flow is None:
             return response
-        while type(retry := await aadvance(flow, response, self)) is not Done:
+        answer = None
+        while type(retry := await aadvance(flow, answer, self)) is not Done:
             await response.content  # drain, so the connection can be reused
             await response.close()
             new = await response.connection.send(retry, **send_kwargs)
             new.history.append(response)
             new.request = retry
-            response = new
+            answer = response = new
         return response
 
     async def aread_body(self, effect: ReadBody) -> bytes | None:
@@ -100,14 +102,15 @@ class AsyncRequestsFlow(RequestsFlow):
         return body if isinstance(body, bytes) and len(body) <= effect.limit else None
 
 
-def _started_flow(auth: ConnectAuthBase, response: Any, send_kwargs: dict[str, Any]) -> Any:
-    """The flow armed on the request this response answers, taken (it runs once); None
-    for a redirected request or a resend, and for an answer that cannot be a refusal."""
-    flow = response.request.__dict__.pop("_connect_auth", None)
-    if flow is None or not auth.may_refuse(response.status_code):
+def _refusal(auth: RequestsFlow, response: Any, send_kwargs: dict[str, Any]) -> Any:
+    """The refusal flow for this answer, when it answers an armed request (whose arming
+    is taken: it runs once) and may be a refusal; None for a redirected request, a
+    resend, or the common answer."""
+    armed = response.request.__dict__.pop("_connect_auth", None)
+    if armed is None or not auth.may_refuse(response.status_code):
         return None
     response._connect_auth_streamed = bool(send_kwargs.get("stream"))
-    return flow
+    return refusal_flow(auth, auth, response.request, response, armed)
 
 
 def _read_anyway(response: Any) -> bool:

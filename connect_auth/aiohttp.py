@@ -50,15 +50,15 @@ class ConnectAuth(ConnectAuthBase):
         url = request.url
         if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
             return await handler(request)
-        flow = refusal_flow(self, self, request)
-        response: ClientResponse | None = None
-        while type(to_send := await aadvance(flow, response, self)) is not Done:
-            if response is not None:
-                response.release()  # the refused answer: its connection can be reused
-            response = await handler(to_send)
-            if not self.may_refuse(response.status):
-                break
-        assert response is not None  # the flow sends at least once
+        armed = await self.aarm(request)
+        response = await handler(request)
+        if armed is None or not self.may_refuse(response.status):
+            return response
+        flow = refusal_flow(self, self, request, response, armed)
+        answer = None
+        while type(to_send := await aadvance(flow, answer, self)) is not Done:
+            response.release()  # the refused answer: its connection can be reused
+            answer = response = await handler(to_send)
         return response
 
     # -- the binding ----------------------------------------------------------------
