@@ -436,10 +436,12 @@ class TokenEngine:
     async def _arefresh(self, flight: Flight, entry: Entry) -> None:
         try:
             await self._alead(flight)
-        finally:  # a loop shutting down cancels it: the entry is refreshed again later
-            self._after_refresh(flight, entry)
+        except BaseException:  # its loop shutting down cancelled it: not a failure to report
+            self._after_refresh(flight, entry, level=logging.DEBUG)
+            raise
+        self._after_refresh(flight, entry)
 
-    def _after_refresh(self, flight: Flight, entry: Entry) -> None:
+    def _after_refresh(self, flight: Flight, entry: Entry, level: int = logging.WARNING) -> None:
         """A failed refresh leaves the cached token served and sets when to try again."""
         exc = flight.future.exception()
         if exc is None:
@@ -448,7 +450,8 @@ class TokenEngine:
         retry = refresh_retry_at(entry.expires_at, now_ms, flight.request.buffer_ms)
         with self._lock:
             entry.refresh_at = retry
-        log.warning(
+        log.log(
+            level,
             "connect_auth: refreshing the token for %s ahead of expiry failed (%s); "
             "the cached token is still served, next try in %.1f s",
             flight.request.connector,
