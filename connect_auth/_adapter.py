@@ -291,11 +291,10 @@ class ConnectAuthBase:
     async def atoken(self) -> str:
         """A valid token without blocking the event loop; a refresh ahead of expiry
         runs on this loop."""
+        token = self.cached_token()
+        if token is not None:
+            return token
         client = self._client or default_client()
-        if not self._auto_rule:
-            hit = client.cached(self.request, self.vercel_token, on_loop=True)
-            if hit is not None:
-                return hit.token
         return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
 
     def _before_blocking_fetch(self) -> None:

@@ -376,7 +376,7 @@ def download_jwks(url: str) -> dict[str, Any]:
     """The RSA signing keys at ``url``, by key id, within `JWKS_DEADLINE` seconds in
     all and `MAX_JWKS_BYTES`: a slow or endless answer is cut off, not waited for."""
     from ._sync_deadline import bound_by_deadline
-    from ._wire import attempt_deadline
+    from ._wire import attempt_deadline, up_to_cap
 
     reset = attempt_deadline.set(time.monotonic() + JWKS_DEADLINE)
     try:
@@ -390,18 +390,16 @@ def download_jwks(url: str) -> dict[str, Any]:
                     raise _unavailable(url, "the answer is compressed")  # no zip bombs
                 if int(r.headers.get("content-length") or 0) > MAX_JWKS_BYTES:
                     raise _unavailable(url, "the answer is too large")
-                body = bytearray()
-                for chunk in r.iter_raw():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise _unavailable(url, "the answer is too large")
+                body = b"".join(up_to_cap(r.iter_raw(), MAX_JWKS_BYTES))
+                if len(body) > MAX_JWKS_BYTES:
+                    raise _unavailable(url, "the answer is too large")
     except httpx.TimeoutException:
         raise _unavailable(url, f"no complete answer within {JWKS_DEADLINE:g} s") from None
     except (httpx.HTTPError, ValueError) as exc:
         raise _unavailable(url, type(exc).__name__) from None
     finally:
         attempt_deadline.reset(reset)
-    return parse_jwks(url, bytes(body))
+    return parse_jwks(url, body)
 
 
 def _jose() -> Any:

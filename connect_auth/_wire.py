@@ -99,7 +99,7 @@ class ConnectWire:
                     method, self.base_url + path, content=content, headers=headers,
                     auth=auth, timeout=limit,
                 ) as streamed:  # fmt: skip
-                    r = _capped(streamed, _up_to_cap(streamed.iter_bytes()))
+                    r = _capped(streamed, up_to_cap(streamed.iter_bytes()))
             except Exception as exc:
                 failure = _failure(method, path, exc)
             else:
@@ -326,20 +326,20 @@ def _capped(streamed: httpx.Response, chunks: list[bytes]) -> httpx.Response:
 _BODY_FRAMING = ("content-encoding", "content-length", "transfer-encoding")
 
 
-def _up_to_cap(chunks: Iterable[bytes]) -> list[bytes]:
-    """The body's decoded chunks, stopping one chunk past the cap."""
+def up_to_cap(chunks: Iterable[bytes], cap: int = MAX_ANSWER_BYTES) -> list[bytes]:
+    """A body's chunks, stopping one chunk past ``cap`` bytes (so past it means too large)."""
     out: list[bytes] = []
     size = 0
     for chunk in chunks:
         out.append(chunk)
         size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
+        if size > cap:
             break
     return out
 
 
 async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
-    """Async `_up_to_cap`. Past the cap the connection is closed and the body read
+    """Async `up_to_cap`. Past the cap the connection is closed and the body read
     to its (failed) end, so no async generator of httpx is left unfinished."""
     out: list[bytes] = []
     size = 0

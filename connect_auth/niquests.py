@@ -19,6 +19,7 @@ except ImportError as exc:  # an optional extra: say how to get it
     ) from exc
 
 from ._adapter import log
+from ._flight import spawn_detached
 from ._requests_flow import AsyncRequestsFlow, RequestsFlow
 
 __all__ = ["AsyncConnectAuth", "ConnectAuth"]
@@ -38,9 +39,7 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
         if isinstance(response, niquests.AsyncResponse):
             # Close the answer on its loop, or its connection leaks with the error.
-            closing = asyncio.get_running_loop().create_task(response.close())
-            _closing.add(closing)
-            closing.add_done_callback(_closing.discard)
+            spawn_detached(asyncio.get_running_loop(), response.close)
             raise TypeError(
                 "connect_auth.niquests.ConnectAuth serves niquests.Session; with "
                 "niquests.AsyncSession use connect_auth.niquests.AsyncConnectAuth"
@@ -58,9 +57,6 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
             )
 
     _warned_loop = False
-
-
-_closing: set[asyncio.Task[Any]] = set()  # strong references until each close is done
 
 
 def _in_event_loop() -> bool:

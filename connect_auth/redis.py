@@ -442,7 +442,10 @@ class RedisTokenCache:
         prefix or anything that is not one of our values reads as a miss."""
         if not isinstance(raw, bytes) or len(raw) <= _EXP:
             return None
-        if not self._will_do(_expiry(raw), raw[:_FP], flight, newer_than):
+        refused = flight.refused is not None and raw[:_FP] == self._sealer.fingerprint(
+            flight.refused
+        )
+        if refused or not self._will_do(_expiry(raw), flight, newer_than):
             return None  # decided without decrypting; checked again on what opens
         plain = self._sealer.open(raw[_EXP:], names.value.encode() + raw[:_EXP])
         if plain is None:
@@ -451,22 +454,17 @@ class RedisTokenCache:
             response = parse_token_response(plain)
         except ConnectError:
             return None
-        fingerprint = self._sealer.fingerprint(response.token)
-        return (
-            response
-            if self._will_do(response.expires_at, fingerprint, flight, newer_than)
-            else None
-        )
-
-    def _will_do(
-        self, expires_at: float, fingerprint: bytes, flight: Flight, newer_than: float
-    ) -> bool:
-        """Fresh enough, newer than a forced refresh needs, and not the refused token."""
-        if expires_at <= newer_than or not is_fresh(
-            expires_at, time.time() * 1000.0, flight.request.buffer_ms
+        if response.token == flight.refused or not self._will_do(
+            response.expires_at, flight, newer_than
         ):
-            return False
-        return flight.refused is None or fingerprint != self._sealer.fingerprint(flight.refused)
+            return None
+        return response
+
+    def _will_do(self, expires_at: float, flight: Flight, newer_than: float) -> bool:
+        """Fresh enough for ``flight``, and newer than a forced refresh needs."""
+        return expires_at > newer_than and is_fresh(
+            expires_at, time.time() * 1000.0, flight.request.buffer_ms
+        )
 
     def _writer(
         self, flight: Flight, names: _Names, response: TokenResponse, fence: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -118,11 +119,18 @@ def serve_wsgi(app: Any) -> Iterator[str]:
     """Serve a WSGI app with Werkzeug's threaded server on loopback; yields its base URL."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    with running(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running(server: socketserver.BaseServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1) from a thread; yields its base URL, then
+    shuts it down and closes its socket."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

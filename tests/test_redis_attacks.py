@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -55,6 +55,14 @@ def _token_names(r: redis.Redis) -> list[bytes]:
     return sorted(r.scan_iter(match="{connect-auth}:t:*"))
 
 
+def _rewrite_the_token(r: redis.Redis, edit: Callable[[bytes], bytes]) -> None:
+    """The attacker edits the one stored token value in place."""
+    (name,) = _token_names(r)
+    value = r.get(name)
+    assert value is not None
+    r.set(name, edit(value))
+
+
 # -- 2. rollback and forged prefixes ------------------------------------------------------
 
 
@@ -67,11 +75,8 @@ def test_a_forged_expiry_prefix_does_not_make_an_old_token_fresh(
     oidc = emulator.oidc_token()
     with _fleet_member(emulator, redis_url, oidc) as first:
         short = first.get_token_response(SLACK, subject=APP)
-    (name,) = _token_names(raw)
-    value = raw.get(name)
-    assert value is not None
     later = b"%016d" % int(short.expires_at + 36_000_000)
-    raw.set(name, value[:32] + later + value[48:])
+    _rewrite_the_token(raw, lambda value: value[:32] + later + value[48:])
     emulator.state.connectors[SLACK].token_ttl = 7200
     with _fleet_member(emulator, redis_url, oidc) as second:
         got = second.get_token_response(SLACK, subject=APP, validity_buffer_ms=1_800_000)
@@ -89,10 +94,7 @@ def test_a_refused_token_is_not_served_again_under_a_forged_fingerprint(
     oidc = emulator.oidc_token()
     with _fleet_member(emulator, redis_url, oidc) as member:
         old = member.get_token(SLACK, subject=APP)
-        (name,) = _token_names(raw)
-        value = raw.get(name)
-        assert value is not None
-        raw.set(name, b"0" * 32 + value[32:])
+        _rewrite_the_token(raw, lambda value: b"0" * 32 + value[32:])
         emulator.revoke(old)
         auth = ConnectAuth(SLACK, subject=APP, client=member)
         with httpx.Client(auth=auth) as http:

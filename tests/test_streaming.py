@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,7 +19,7 @@ import httpx2
 import niquests
 import pytest
 import requests
-from helpers import APP, SLACK
+from helpers import APP, SLACK, running
 
 from connect_auth import ConnectClient
 from connect_auth._refusal import MAX_INSPECTED_BYTES, inspectable
@@ -114,15 +114,11 @@ def provider() -> Iterator[Provider]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release()
-        server.shutdown()
-        server.server_close()
+    with running(server) as state.url:
+        try:
+            yield state
+        finally:
+            state.release()  # a handler still holding its answer back lets go
 
 
 # -- one streaming download per client: (first bytes, then the rest after release) ------
@@ -130,14 +126,30 @@ def provider() -> Iterator[Provider]:
 Download = Callable[[ConnectClient, str, Callable[[], None]], tuple[int, int]]
 
 
+def _first_then_rest(chunks: Iterator[bytes], release: Callable[[], None]) -> tuple[int, int]:
+    """Bytes in the first chunk, then (once the server lets the rest go) in all."""
+    first = len(next(chunks))
+    release()
+    return first, first + sum(len(c) for c in chunks)
+
+
+async def _afirst_then_rest(
+    chunks: AsyncIterator[bytes], release: Callable[[], None]
+) -> tuple[int, int]:
+    """`_first_then_rest` for async chunks."""
+    first = len(await anext(chunks))
+    release()
+    total = first
+    async for chunk in chunks:
+        total += len(chunk)
+    return first, total
+
+
 def _httpx_like(module: Any, auth_class: Any) -> Download:
     def download(client: ConnectClient, url: str, release: Callable[[], None]) -> tuple[int, int]:
         auth = auth_class(SLACK, subject=APP, client=client)
         with module.Client(auth=auth) as http, http.stream("GET", url) as r:
-            chunks = r.iter_bytes()
-            first = len(next(chunks))
-            release()
-            return first, first + sum(len(c) for c in chunks)
+            return _first_then_rest(r.iter_bytes(), release)
 
     return download
 
@@ -147,13 +159,7 @@ def _httpx_like_async(module: Any, auth_class: Any) -> Download:
         async def run() -> tuple[int, int]:
             auth = auth_class(SLACK, subject=APP, client=client)
             async with module.AsyncClient(auth=auth) as http, http.stream("GET", url) as r:
-                chunks = r.aiter_bytes()
-                first = len(await chunks.__anext__())
-                release()
-                rest = 0
-                async for chunk in chunks:
-                    rest += len(chunk)
-                return first, first + rest
+                return await _afirst_then_rest(r.aiter_bytes(), release)
 
         return asyncio.run(run())
 
@@ -165,10 +171,7 @@ def _requests_like(session_class: Any, auth_class: Any) -> Download:
         with session_class() as session:
             session.auth = auth_class(SLACK, subject=APP, client=client)
             r = session.get(url, stream=True)
-            chunks = r.iter_content(65536)
-            first = len(next(chunks))
-            release()
-            return first, first + sum(len(c) for c in chunks)
+            return _first_then_rest(r.iter_content(65536), release)
 
     return download
 
@@ -180,13 +183,7 @@ def _niquests_async(
         async with niquests.AsyncSession() as session:
             session.auth = NiquestsAsyncAuth(SLACK, subject=APP, client=client)
             r = await session.get(url, stream=True)
-            chunks = await r.iter_content(65536)
-            first = len(await chunks.__anext__())
-            release()
-            rest = 0
-            async for chunk in chunks:
-                rest += len(chunk)
-            return first, first + rest
+            return await _afirst_then_rest(await r.iter_content(65536), release)
 
     return asyncio.run(run())
 
@@ -198,10 +195,7 @@ def _aiohttp(client: ConnectClient, url: str, release: Callable[[], None]) -> tu
             aiohttp.ClientSession(middlewares=(auth,)) as session,
             session.get(url) as r,
         ):
-            first = len(await r.content.read(65536))
-            release()
-            rest = len(await r.content.read())
-            return first, first + rest
+            return await _afirst_then_rest(r.content.iter_chunked(65536), release)
 
     return asyncio.run(run())
 

@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from helpers import run_in_tasks, run_in_threads, serve_asgi, serve_wsgi
+from helpers import run_in_tasks, run_in_threads, running, serve_asgi, serve_wsgi
 from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
@@ -187,14 +186,8 @@ def raw_server(answer: Callable[[Any], None]) -> Iterator[tuple[str, list[int]]]
             with contextlib.suppress(OSError):
                 answer(write)
 
-    server = _Raw(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks", sent
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(_Raw(("127.0.0.1", 0), Handler)) as url:
+        yield url + "/jwks", sent
 
 
 def _verify_with(url: str, token: str) -> WebhookVerificationError:

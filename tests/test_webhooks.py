@@ -18,7 +18,7 @@ import httpx
 import pytest
 import requests
 from fastapi import FastAPI, Request
-from helpers import free_port, serve_asgi
+from helpers import free_port, running, serve_asgi
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -366,18 +366,13 @@ def test_wsgi_middleware_on_a_real_server(emu: ConnectEmulator) -> None:
             pass
 
     server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
+    with running(server) as base:
+        url = base + "/hook"
         ok = emu.deliver_webhook(url, {"type": "slack.event"})
         assert ok.status_code == 200 and ok.json() == {"project": PROJECT}
         forged = emu.deliver_webhook(url, {"type": "x"}, project_id="prj_other")
         assert forged.status_code == 401 and forged.json() == {"error": "unauthorized webhook"}
         assert httpx.post(url, json={}).status_code == 401
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_asgi_middleware_in_a_fastapi_app_on_uvicorn(emu: ConnectEmulator) -> None:
