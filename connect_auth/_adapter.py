@@ -20,6 +20,7 @@ from ._client import ConnectClient
 from ._config import is_loopback_host
 from ._models import SubjectLike, TokenRequest, TokenResponse, coerce_subject
 from ._oidc import hidden
+from ._refusal import ReadBody, verdict
 
 __all__ = [
     "Armed",
@@ -339,6 +340,33 @@ class ConnectAuthBase:
         in ``refresh_on``, or ``refresh_if`` has a body to look at. When not, the
         answer goes to the caller as it is (the common case, decided first)."""
         return status in self.refresh_on or self.refresh_if is not None
+
+    def refused(self, response: Any) -> bool:
+        """Whether an answer that `may_refuse` is a refusal (`verdict`); when
+        ``refresh_if`` needs the body, at most a bounded one is read in this thread."""
+        found = verdict(self, response)
+        if isinstance(found, bool):
+            return found
+        return self._judged(found, self.read_body(found))
+
+    async def arefused(self, response: Any) -> bool:
+        """`refused` without blocking the event loop."""
+        found = verdict(self, response)
+        if isinstance(found, bool):
+            return found
+        return self._judged(found, await self.aread_body(found))
+
+    def _judged(self, read: ReadBody, body: bytes | None) -> bool:
+        predicate = self.refresh_if
+        return body is not None and predicate is not None and bool(predicate(read.status, body))
+
+    def read_body(self, read: ReadBody) -> bytes | None:
+        """The body ``read`` asks for, or None (each client's binding says)."""
+        raise NotImplementedError
+
+    async def aread_body(self, read: ReadBody) -> bytes | None:
+        """`read_body` on an event loop (each client's binding says)."""
+        raise NotImplementedError
 
     def discard(self, sent_token: str) -> None:
         """Forget ``sent_token`` if the cache still holds it (one refresh per bad token)."""

@@ -95,7 +95,7 @@ def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
 
 def get_token(connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]) -> str:
     """Return a provider access token (see `ConnectClient.get_token`)."""
-    return default_client()._serve(connector, subject, options).token  # type: ignore[arg-type]
+    return (_default or default_client())._serve(connector, subject, options).token  # type: ignore[arg-type]
 
 
 def get_token_response(

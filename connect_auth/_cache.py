@@ -64,7 +64,7 @@ class TokenCache:
     fetch, not on the hit path.
     """
 
-    __slots__ = ("_data", "_ticks", "maxsize")
+    __slots__ = ("_data", "maxsize", "tick")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -73,7 +73,9 @@ class TokenCache:
             raise ValueError(f"cache_size must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self._data: dict[Hashable, Entry] = {}
-        self._ticks = itertools.count(1)
+        # The next recency stamp; a bound C method, so a hit can stamp without a call
+        # into Python code.
+        self.tick: Callable[[], int] = itertools.count(1).__next__
 
     def __len__(self) -> int:
         return len(self._data)
@@ -95,12 +97,8 @@ class TokenCache:
         entry = self._data.get(key)
         if entry is None or not is_fresh(entry.expires_at, now_ms, buffer_ms):
             return None
-        entry.used = next(self._ticks)
+        entry.used = self.tick()
         return entry
-
-    def touch(self, entry: Entry) -> None:
-        """Mark ``entry`` used (a hit found without a key lookup)."""
-        entry.used = next(self._ticks)
 
     def peek(self, key: Hashable) -> Entry | None:
         """The entry, fresh or not, without touching its recency."""
@@ -114,7 +112,7 @@ class TokenCache:
         elif len(self._data) >= self.maxsize:
             oldest = min(self._data, key=lambda k: self._data[k].used)
             self._data.pop(oldest).live = False
-        value.used = next(self._ticks)
+        value.used = self.tick()
         self._data[key] = value
 
     def delete(self, key: Hashable) -> None:

@@ -30,6 +30,8 @@ class HttpxFlow(ConnectAuthBase):
         response = yield request
         if armed is None or not self.may_refuse(response.status_code):
             return
+        if not self.refused(response):
+            return
         flow = refusal_flow(self, self, request, response, armed)
         answer = None
         while type(to_send := advance(flow, answer, self)) is not Done:
@@ -40,6 +42,8 @@ class HttpxFlow(ConnectAuthBase):
         armed = await self.aarm(request)
         response = yield request
         if armed is None or not self.may_refuse(response.status_code):
+            return
+        if not await self.arefused(response):
             return
         flow = refusal_flow(self, self, request, response, armed)
         answer = None
@@ -88,9 +92,9 @@ class HttpxFlow(ConnectAuthBase):
 
     # -- reading a body for the predicate, within the bound ---------------------------
 
-    def read_body(self, effect: ReadBody) -> bytes | None:
-        response = effect.response
-        if effect.whole:
+    def read_body(self, read: ReadBody) -> bytes | None:
+        response = read.response
+        if read.whole:
             return bytes(response.read())
         stream = response.stream
         rest = iter(stream)
@@ -99,15 +103,15 @@ class HttpxFlow(ConnectAuthBase):
         for chunk in rest:
             chunks.append(chunk)
             size += len(chunk)
-            if size > effect.limit:
+            if size > read.limit:
                 response.stream = self._sync_replay(chunks, rest, stream)
                 return None  # too large to be a refusal: the caller reads it all
         response.stream = self._sync_replay(chunks, iter(()), stream)
         return bytes(response.read())
 
-    async def aread_body(self, effect: ReadBody) -> bytes | None:
-        response = effect.response
-        if effect.whole:
+    async def aread_body(self, read: ReadBody) -> bytes | None:
+        response = read.response
+        if read.whole:
             return bytes(await response.aread())
         stream = response.stream
         rest = stream.__aiter__()
@@ -116,7 +120,7 @@ class HttpxFlow(ConnectAuthBase):
         async for chunk in rest:
             chunks.append(chunk)
             size += len(chunk)
-            if size > effect.limit:
+            if size > read.limit:
                 response.stream = self._async_replay(chunks, rest, stream)
                 return None
         response.stream = self._async_replay(chunks, _nothing(), stream)

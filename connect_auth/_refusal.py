@@ -3,14 +3,16 @@ on a refusal refresh once and resend once.
 
 A request is armed first (`ConnectAuthBase.arm`: the attach decision, the body's
 rewind, the token) and sent. Most answers end there (`ConnectAuthBase.may_refuse`
-says no), at the cost of two method calls. Any other answer goes to
+says no), at the cost of two method calls. Any other answer is judged
+(`ConnectAuthBase.refused`: `verdict` decides from the status and headers, and asks
+for a bounded body read when a predicate needs one). A refusal goes to
 `refusal_flow`, which decides everything else and does no I/O: it yields effects
-(`NEED_TOKEN`, a `ReadBody`, or a request to send) and is sent their results. Two
-drivers run it from one send to the next: `advance` in a thread, `aadvance` on an
-event loop. A client module sends what they return in its own way (httpx yields it
-from its auth flow, aiohttp calls its handler, requests and niquests send from a
-response hook), and is a `Binding`: how to read a status and a header, set the
-token, replay a body and send again.
+(`NEED_TOKEN`, or a request to send) and is sent their results. Two drivers run it
+from one send to the next: `advance` in a thread, `aadvance` on an event loop. A
+client module sends what they return in its own way (httpx yields it from its auth
+flow, aiohttp calls its handler, requests and niquests send from a response hook),
+and is a `Binding`: how to read a status and a header, set the token, replay a body
+and send again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "advance",
     "inspectable",
     "refusal_flow",
+    "verdict",
 ]
 
 #: A refusal in a 2xx body (Slack's ``{"ok": false, "error": "invalid_auth"}``) is a
@@ -51,13 +54,14 @@ NEED_TOKEN = _NeedToken()
 
 
 class ReadBody(NamedTuple):
-    """Effect: the driver reads the body of ``response`` if it is at most ``limit``
-    bytes and sends it back, or sends back None; either way the caller can still read
-    the whole body. ``whole``: the length is known to be within ``limit``."""
+    """A body read a predicate needs: the body of ``response`` if it is at most
+    ``limit`` bytes, else None; either way the caller can still read the whole body.
+    ``whole``: the length is known to be within ``limit``. ``status``: the answer's."""
 
     response: Any
     limit: int
     whole: bool
+    status: int
 
 
 class Binding(Protocol):
@@ -109,24 +113,29 @@ def inspectable(content_type: str | None, length: str | None) -> bool | None:
     return True if int(length) <= MAX_INSPECTED_BYTES else None
 
 
+def verdict(auth: ConnectAuthBase, response: Any) -> bool | ReadBody:
+    """Whether an answer that `ConnectAuthBase.may_refuse` is a refusal, from its
+    status and headers (read through the adapter's binding): True or False, or the
+    `ReadBody` that ``refresh_if`` needs to decide (never for a body that cannot be a
+    small JSON refusal)."""
+    status = auth.status(response)
+    if status in auth.refresh_on:
+        return True
+    if auth.refresh_if is None:
+        return False
+    whole = inspectable(*auth.body_headers(response))
+    if whole is None:
+        return False
+    return ReadBody(response, MAX_INSPECTED_BYTES, whole, status)
+
+
 def refusal_flow(
     auth: ConnectAuthBase, binding: Binding, request: Any, response: Any, armed: Armed
 ) -> Generator[Any, Any, None]:
-    """Every decision after an answer that `ConnectAuthBase.may_refuse`, as effects;
-    the answer given back is the last response the driver received. ``armed`` is what
+    """Every decision after a refusal (`ConnectAuthBase.refused`), as effects; the
+    answer given back is the last response the driver received. ``armed`` is what
     `ConnectAuthBase.arm` put on ``request`` before it was sent."""
     token, rewind = armed
-    status = binding.status(response)
-    if status not in auth.refresh_on:
-        predicate = auth.refresh_if
-        if predicate is None:
-            return
-        whole = inspectable(*binding.body_headers(response))
-        if whole is None:
-            return
-        body = yield ReadBody(response, MAX_INSPECTED_BYTES, whole)
-        if body is None or not predicate(status, body):
-            return
     if not binding.same_hop(request, response):
         return
     auth.discard(token)
@@ -144,25 +153,15 @@ def refusal_flow(
 
 def advance(flow: Generator[Any, Any, None], value: Any, auth: Any) -> Any:
     """Run ``flow`` in this thread up to its next send: sends ``value`` in, meets every
-    token and body effect on the way, and returns the request to send, or `Done`."""
-    while type(effect := send_into(flow, value)) is not Done:
-        if effect is NEED_TOKEN:
-            value = auth.token()
-        elif type(effect) is ReadBody:
-            value = auth.read_body(effect)
-        else:
-            return effect
+    token effect on the way, and returns the request to send, or `Done`."""
+    while (effect := send_into(flow, value)) is NEED_TOKEN:
+        value = auth.token()
     return effect
 
 
 async def aadvance(flow: Generator[Any, Any, None], value: Any, auth: Any) -> Any:
     """`advance` on an event loop: a cached token is taken without an await; a fetch
-    and a body read are awaited."""
-    while type(effect := send_into(flow, value)) is not Done:
-        if effect is NEED_TOKEN:
-            value = auth.cached_token() or await auth.atoken()
-        elif type(effect) is ReadBody:
-            value = await auth.aread_body(effect)
-        else:
-            return effect
+    is awaited."""
+    while (effect := send_into(flow, value)) is NEED_TOKEN:
+        value = auth.cached_token() or await auth.atoken()
     return effect

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._adapter import ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
+from ._adapter import Armed, ConnectAuthBase, Rewind, no_rewind, origin_of, rewinder
 from ._refusal import Done, ReadBody, aadvance, advance, refusal_flow
 
 __all__ = ["RequestsFlow"]
@@ -30,9 +30,14 @@ class RequestsFlow(ConnectAuthBase):
         return r
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        flow = _refusal(self, response, send_kwargs)
-        if flow is None:
+        return self._judge(response, send_kwargs)
+
+    def _judge(self, response: Any, send_kwargs: dict[str, Any]) -> Any:
+        """Run the refusal flow for ``response`` when it is a refusal."""
+        armed = _armed(self, response, send_kwargs)
+        if armed is None or not self.refused(response):
             return response
+        flow = refusal_flow(self, self, response.request, response, armed)
         answer = None
         while type(retry := advance(flow, answer, self)) is not Done:
             answer = response = _resend(response, retry, send_kwargs)
@@ -61,12 +66,12 @@ class RequestsFlow(ConnectAuthBase):
         body = request.body
         return no_rewind if body is None or type(body) is bytes else rewinder(body)
 
-    def read_body(self, effect: ReadBody) -> bytes | None:
-        response = effect.response
-        if not (effect.whole or _read_anyway(response)):
+    def read_body(self, read: ReadBody) -> bytes | None:
+        response = read.response
+        if not (read.whole or _read_anyway(response)):
             return None  # a streamed body of unknown length stays the caller's
         body = response.content
-        return body if isinstance(body, bytes) and len(body) <= effect.limit else None
+        return body if isinstance(body, bytes) and len(body) <= read.limit else None
 
 
 class AsyncRequestsFlow(RequestsFlow):
@@ -81,9 +86,10 @@ class AsyncRequestsFlow(RequestsFlow):
         return r
 
     async def _aon_response(self, response: Any, **send_kwargs: Any) -> Any:
-        flow = _refusal(self, response, send_kwargs)
-        if flow is None:
+        armed = _armed(self, response, send_kwargs)
+        if armed is None or not await self.arefused(response):
             return response
+        flow = refusal_flow(self, self, response.request, response, armed)
         answer = None
         while type(retry := await aadvance(flow, answer, self)) is not Done:
             await response.content  # drain, so the connection can be reused
@@ -94,23 +100,25 @@ class AsyncRequestsFlow(RequestsFlow):
             answer = response = new
         return response
 
-    async def aread_body(self, effect: ReadBody) -> bytes | None:
-        response = effect.response
-        if not (effect.whole or _read_anyway(response)):
+    async def aread_body(self, read: ReadBody) -> bytes | None:
+        response = read.response
+        if not (read.whole or _read_anyway(response)):
             return None
         body = await response.content
-        return body if isinstance(body, bytes) and len(body) <= effect.limit else None
+        return body if isinstance(body, bytes) and len(body) <= read.limit else None
 
 
-def _refusal(auth: RequestsFlow, response: Any, send_kwargs: dict[str, Any]) -> Any:
-    """The refusal flow for this answer, when it answers an armed request (whose arming
-    is taken: it runs once) and may be a refusal; None for a redirected request, a
-    resend, or the common answer."""
-    armed = response.request.__dict__.pop("_connect_auth", None)
-    if armed is None or not auth.may_refuse(response.status_code):
+def _armed(auth: RequestsFlow, response: Any, send_kwargs: dict[str, Any]) -> Armed | None:
+    """What arming gave the request this answers, when the answer may be a refusal
+    (taken: the flow runs once); None for the common answer, a redirected request or
+    a resend. (The status first: each attribute of a niquests response costs a
+    Python-level lookup.)"""
+    if not auth.may_refuse(response.status_code):
         return None
-    response._connect_auth_streamed = bool(send_kwargs.get("stream"))
-    return refusal_flow(auth, auth, response.request, response, armed)
+    armed: Armed | None = response.request.__dict__.pop("_connect_auth", None)
+    if armed is not None:
+        response._connect_auth_streamed = bool(send_kwargs.get("stream"))
+    return armed
 
 
 def _read_anyway(response: Any) -> bool:

@@ -54,6 +54,8 @@ class ConnectAuth(ConnectAuthBase):
         response = await handler(request)
         if armed is None or not self.may_refuse(response.status):
             return response
+        if not await self.arefused(response):
+            return response
         flow = refusal_flow(self, self, request, response, armed)
         answer = None
         while type(to_send := await aadvance(flow, answer, self)) is not Done:
@@ -80,10 +82,10 @@ class ConnectAuth(ConnectAuthBase):
         # aiohttp sends every other payload again by itself (bytes, forms, files).
         return None if isinstance(request.body, AsyncIterablePayload) else no_rewind
 
-    async def aread_body(self, effect: ReadBody) -> bytes | None:
-        if not effect.whole:
+    async def aread_body(self, read: ReadBody) -> bytes | None:
+        if not read.whole:
             return None  # a body of unknown length stays unread until the caller reads it
-        body = await effect.response.read()  # kept by aiohttp for read(), text(), json()
+        body = await read.response.read()  # kept by aiohttp for read(), text(), json()
         return bytes(body)
 
 

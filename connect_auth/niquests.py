@@ -37,14 +37,15 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     """
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
-        if isinstance(response, niquests.AsyncResponse):
+        # The class, not isinstance: that would read niquests' lazy __class__ attribute.
+        if issubclass(type(response), niquests.AsyncResponse):
             # Close the answer on its loop, or its connection leaks with the error.
             spawn_detached(asyncio.get_running_loop(), response.close)
             raise TypeError(
                 "connect_auth.niquests.ConnectAuth serves niquests.Session; with "
                 "niquests.AsyncSession use connect_auth.niquests.AsyncConnectAuth"
             )
-        return super()._on_response(response, **send_kwargs)
+        return self._judge(response, send_kwargs)
 
     def _before_blocking_fetch(self) -> None:
         """Say once in the log when a fetch blocks a running event loop."""

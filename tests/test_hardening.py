@@ -338,6 +338,28 @@ def test_request_memo_never_holds_a_raw_subject_token() -> None:
         assert client.get_token(SLACK, subject={"type": "token", "token": raw}) == "t"
     assert len(sent) == 1  # still one cache entry for both calls
     assert raw not in repr(_client._requests_seen)
+    assert raw not in repr(_client._last_call)
+
+
+def test_a_subject_dict_changed_after_the_call_gets_its_own_token() -> None:
+    """The arguments memo keeps its own copy of a subject dict: changing the caller's
+    dict in place, or alternating two subjects, never serves another subject's token."""
+    asked: list[str] = []
+
+    def connect_api(request: httpx.Request) -> httpx.Response:
+        user = json.loads(request.content)["subject"]["id"]
+        asked.append(user)
+        return httpx.Response(200, json=token_json("t-" + user))
+
+    subject = {"type": "user", "id": "alice"}
+    with mock_client(connect_api) as client:
+        assert client.get_token(SLACK, subject=subject) == "t-alice"
+        subject["id"] = "bob"
+        assert client.get_token(SLACK, subject=subject) == "t-bob"
+        for _ in range(3):
+            assert client.get_token(SLACK, subject={"type": "user", "id": "alice"}) == "t-alice"
+            assert client.get_token(SLACK, subject={"type": "user", "id": "bob"}) == "t-bob"
+    assert asked == ["alice", "bob"]
 
 
 def test_emulator_bound_to_a_wildcard_prints_a_loopback_url() -> None:
