@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine, fleet, imports
+from . import cases, engine, fleet, imports, tls
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -28,6 +28,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "storm": cases.storm,
     "cache_scaling": cases.cache_scaling,
     "engine": engine.engine,
+    "tls": tls.tls,
     "fleet": fleet.fleet,
     "imports": imports.imports,
 }
@@ -93,6 +94,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return (
         checks
         + engine.targets(results["engine"])
+        + tls.targets(results["tls"])
         + fleet.targets(results["fleet"])
         + imports.targets(results["imports"])
     )
@@ -173,6 +175,7 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
     ]
     lines += [
         *engine.markdown(results["engine"]),
+        *tls.markdown(results["tls"]),
         *fleet.markdown(results["fleet"]),
         *imports.markdown(results["imports"]),
         "",

@@ -438,13 +438,19 @@ class ConnectClient:
     # -- lifecycle ----------------------------------------------------------
 
     def close(self) -> None:
-        """Close the HTTP connections; later fetches raise ``RuntimeError``."""
+        """Close the HTTP connections; later fetches raise ``RuntimeError``.
+
+        Async calls keep their connections per event loop: the running loop's close
+        soon after this call, and any other loop's when that loop shuts down
+        (``asyncio.run``, ``asyncio.Runner``, ``trio.run``).
+        """
         self._engine.close()
         self._wire.close()
 
     async def aclose(self) -> None:
-        """Async `close`."""
-        self.close()
+        """`close`, closing the running event loop's connections before it returns."""
+        self._engine.close()
+        await self._wire.aclose()
 
     def __enter__(self) -> Self:
         return self

@@ -1,14 +1,13 @@
 """The calls to the Connect API: one attempt bounded as a whole, retried within a deadline.
 
-Sync calls share one ``httpx.Client`` per process; an async call opens its
-own connection on the caller's event loop (asyncio or trio) and closes it when
-done. After ``os.fork()`` the child opens connections of its own: the parent's
-are never used or closed there, since both would talk on one socket.
+Sync calls share one ``httpx.Client`` per process; async calls share one
+``httpx.AsyncClient`` per event loop (asyncio or trio, see `_pools`). After
+``os.fork()`` the child opens connections of its own: the parent's are never used
+or closed there, since both would talk on one socket.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -26,6 +25,7 @@ import httpx
 from ._errors import ConnectError, ConnectResponseError
 from ._models import TokenResponse
 from ._oidc import Credential
+from ._pools import LoopPools
 from ._protocol import (
     TRANSIENT_STATUSES,
     error_from_response,
@@ -70,6 +70,7 @@ class ConnectWire:
         self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
+        self._pools = LoopPools(lambda: httpx.AsyncClient(**self._settings()))
         self._closed = False
 
     # -- calls ----------------------------------------------------------------
@@ -123,26 +124,26 @@ class ConnectWire:
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
         content, headers, auth = _encode(body, cred)
-        async with self._aclient() as http:
+        http = await self._aclient()
 
-            async def attempt(seconds_left: float) -> T:
-                limit = _attempt_limit(self._timeout, seconds_left)
-                try:
-                    with anyio.fail_after(limit):
-                        async with http.stream(
-                            method, self.base_url + path, content=content, headers=headers,
-                            auth=auth, timeout=limit,
-                        ) as streamed:  # fmt: skip
-                            r = _capped(streamed, await _aup_to_cap(streamed))
-                except Exception as exc:
-                    failure = _failure(method, path, exc)
-                else:
-                    return _outcome(method, path, r, ok, fallback)
-                raise failure
+        async def attempt(seconds_left: float) -> T:
+            limit = _attempt_limit(self._timeout, seconds_left)
+            try:
+                with anyio.fail_after(limit):
+                    async with http.stream(
+                        method, self.base_url + path, content=content, headers=headers,
+                        auth=auth, timeout=limit,
+                    ) as streamed:  # fmt: skip
+                        r = _capped(streamed, await _aup_to_cap(streamed))
+            except Exception as exc:
+                failure = _failure(method, path, exc)
+            else:
+                return _outcome(method, path, r, ok, fallback)
+            raise failure
 
-            from ._retrying import arun_with_retries
+        from ._retrying import arun_with_retries
 
-            return await arun_with_retries(attempt, self._retry, random=self._random.random)
+        return await arun_with_retries(attempt, self._retry, random=self._random.random)
 
     # -- clients --------------------------------------------------------------
 
@@ -163,13 +164,10 @@ class ConnectWire:
                 bound_by_deadline(self._http)
             return self._http
 
-    def _aclient(self) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
-        """A client for one async call, with connections of its own that close with it.
-
-        Token fetches are rare, and a pool kept across calls would outlive event
-        loops that close without finalizing it. A transport that was passed in
-        belongs to the caller and is never closed here.
-        """
+    async def _aclient(self) -> httpx.AsyncClient:
+        """The client for an async call: the running loop's pool (see `_pools`), or a
+        client over the transport that was passed in, which belongs to the caller
+        and is never closed here."""
         self._check_open()
         transport = self._async_transport
         if transport is None and self._transport is not None:
@@ -179,8 +177,9 @@ class ConnectWire:
                     "async_transport= (an httpx.AsyncBaseTransport) for async calls"
                 )
             transport = self._transport
-        client = httpx.AsyncClient(transport=transport, **self._settings())
-        return client if transport is None else contextlib.nullcontext(client)
+        if transport is not None:
+            return httpx.AsyncClient(transport=transport, **self._settings())
+        return await self._pools.client()
 
     def _settings(self) -> dict[str, Any]:
         if self._ssl is None:  # loading the CA bundle costs milliseconds: once per client
@@ -200,16 +199,24 @@ class ConnectWire:
             raise RuntimeError("this ConnectClient is closed; create a new one to fetch tokens")
 
     def close(self) -> None:
-        """Close the sync connections (async calls hold none between calls)."""
+        """Close the connections and refuse later calls: the sync ones now, the running
+        event loop's soon; other loops' pools close with their loops."""
         with self._lock:
             self._closed = True
             http, self._http = self._http, None
         if http is not None:
             http.close()
+        self._pools.close_soon()
+
+    async def aclose(self) -> None:
+        """`close`, closing the running event loop's pool before it returns."""
+        await self._pools.aclose()
+        self.close()
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's connections (never closing them) and its lock."""
         _left_by_fork.append(self._http)
+        self._pools.forget()
         self._lock = threading.Lock()
         self._http = None
 

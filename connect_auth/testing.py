@@ -434,6 +434,23 @@ class ConnectEmulator:
         self.state.clear_faults()
 
     @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections the emulator has accepted since it started: shows
+        whether a client reuses its connections."""
+        server = self._server
+        return 0 if server is None else server.accepted
+
+    @property
+    def connections_open(self) -> int:
+        """How many accepted connections are still open (a client's close is seen
+        when the emulator next reads from that connection, within milliseconds)."""
+        server = self._server
+        if server is None:
+            return 0
+        with server._open_lock:
+            return len(server._open)
+
+    @property
     def calls(self) -> list[Call]:
         """Every Connect API call so far (a copy)."""
         return list(self.state.calls)
@@ -486,6 +503,7 @@ class _Server(HTTPServer):
         self._wake_r.setblocking(False)
         self._returned: list[socket.socket] = []
         self._stop = threading.Event()
+        self.accepted = 0  # connections, for `ConnectEmulator.connections_accepted`
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="connect-emulator")
         super().__init__(*args, **kwargs)
 
@@ -509,6 +527,7 @@ class _Server(HTTPServer):
     def _accept(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             conn, address = self.socket.accept()
+            self.accepted += 1
             conn.setblocking(True)
             handler = _Handler.for_connection(conn, address, self)
             with self._open_lock:

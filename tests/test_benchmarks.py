@@ -36,6 +36,9 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
     names = {t["name"] for t in results["targets"]}
     assert "cached get_token >= 10x faster than vercel-connect" in names
+    over_tls = results["tls"]["sequential"]
+    assert over_tls["connect_auth async aget_token"]["connections"] == 1  # one pool per loop
+    assert over_tls["connect_auth sync get_token"]["connections"] == 1
     fetch_engine = results["engine"]
     assert fetch_engine["rollover"]["connect_calls"] >= 1
     assert "rollover (sync get_token): no caller waited on Connect" in names
