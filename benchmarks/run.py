@@ -31,6 +31,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "tls": tls.tls,
     "fleet": fleet.fleet,
     "imports": imports.imports,
+    "bytecodes": cases.bytecodes,
 }
 
 
@@ -173,6 +174,7 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         f"Cache entries at the end: {sc['cache_size']}; a hit on the full cache: "
         f"{sc['hit_us_on_full_cache']:.2f} µs.",
     ]
+    lines += _bytecodes_markdown(results["bytecodes"])
     lines += [
         *engine.markdown(results["engine"]),
         *tls.markdown(results["tls"]),
@@ -181,6 +183,30 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         "",
     ]
     return "\n".join(lines)
+
+
+def _bytecodes_markdown(counted: dict[str, Any]) -> list[str]:
+    """The quiet measure: Python bytecodes per request, which noise cannot move."""
+    lines = [
+        "",
+        "## Python bytecodes per request (the same cases, counted instead of timed)",
+        "",
+        "Opcodes one call executes in the calling thread (the fewest of three warm calls):",
+        "a measure of the Python work each auth layer adds that the machine's noise "
+        "cannot move. C code (header dicts, hashing) is not counted.",
+        "",
+    ]
+    for kind, row in counted["per_request"].items():
+        if not isinstance(row, dict):
+            continue
+        floor = min(v for k, v in row.items() if k.startswith("static header"))
+        lines += [f"### {kind}", "", "| auth layer | bytecodes | vs floor |", "|---|---|---|"]
+        for name, value in sorted(row.items(), key=lambda kv: kv[1]):
+            lines.append(f"| {name} | {value:.0f} | {value / floor:.3f}x |")
+        lines.append("")
+    lines += ["| cached get_token | bytecodes |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in counted["cached_get_token"].items()]
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> None:

@@ -102,13 +102,15 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             await writer.drain()
 
     delivering = asyncio.create_task(deliver())
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        while data := await reader.read(65536):
-            queue.put_nowait((loop.time() + delay, data))
-    queue.put_nowait(None)
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        await delivering
-    writer.close()
+    try:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + delay, data))
+        queue.put_nowait(None)
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await delivering
+    finally:
+        writer.close()
 
 
 class DelayedTls:
@@ -125,6 +127,7 @@ class DelayedTls:
         self._delay = round_trip / 2
         self.connections = 0
         self.url = ""
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
@@ -149,10 +152,10 @@ class DelayedTls:
         async def stop() -> None:
             for server in self._servers:
                 server.close()
+            for writer in self._writers:  # connections clients left open: end them
+                writer.close()
             pipes = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in pipes:  # connections clients left open: end their copying
-                task.cancel()
-            await asyncio.gather(*pipes, return_exceptions=True)
+            await asyncio.wait(pipes, timeout=5)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -162,15 +165,18 @@ class DelayedTls:
     async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._join(reader, writer, self._upstream, 0.0)
 
-    @staticmethod
     async def _join(
+        self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         to: tuple[str, int],
         delay: float,
     ) -> None:
+        writers = self._writers
         up_reader, up_writer = await asyncio.open_connection(*to)
+        writers.update((writer, up_writer))
         await asyncio.gather(_pipe(reader, up_writer, delay), _pipe(up_reader, writer, delay))
+        writers.difference_update((writer, up_writer))
 
 
 @contextlib.contextmanager

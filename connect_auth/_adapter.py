@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from . import _api
 from ._api import default_client
 from ._client import ConnectClient
 from ._config import is_loopback_host
@@ -272,7 +273,8 @@ class ConnectAuthBase:
 
     def token(self) -> str:
         """A valid token, from the cache or a shared fetch (blocks this thread)."""
-        client = self._client or default_client()  # not the property: this is the hot path
+        # Not the property, and the default client read directly: the hot path.
+        client = self._client or _api._default or default_client()
         if not self._auto_rule:
             hit = client.cached(self.request, self.vercel_token)
             if hit is not None:
@@ -285,7 +287,7 @@ class ConnectAuthBase:
         For async callers: a refresh ahead of expiry starts on their event loop."""
         if self._auto_rule:
             return None
-        client = self._client or default_client()
+        client = self._client or _api._default or default_client()
         hit = client.cached(self.request, self.vercel_token, on_loop=True)
         return None if hit is None else hit.token
 
@@ -295,7 +297,7 @@ class ConnectAuthBase:
         token = self.cached_token()
         if token is not None:
             return token
-        client = self._client or default_client()
+        client = self._client or _api._default or default_client()
         return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
 
     def _before_blocking_fetch(self) -> None:
@@ -328,7 +330,20 @@ class ConnectAuthBase:
         return token, rewind
 
     def attaches_to(self, request: Any) -> bool:
-        """Whether ``request`` gets a token (each client's binding says)."""
+        """Whether ``request`` gets a token: `attaches` on its origin. An https request
+        with no ``hosts=`` needs only its scheme (`may_attach` says yes to it first),
+        which spares reading its host and port on every request."""
+        scheme = self.scheme_of(request)
+        if scheme == "https" and self.hosts is None:
+            return True
+        return self.attaches(scheme, *self.host_and_port(request))
+
+    def scheme_of(self, request: Any) -> str:
+        """The request URL's scheme, lower case (each client's binding says)."""
+        raise NotImplementedError
+
+    def host_and_port(self, request: Any) -> tuple[str, int | None]:
+        """The request URL's host and port (each client's binding says)."""
         raise NotImplementedError
 
     def rewinder(self, request: Any) -> Rewind | None:

@@ -52,9 +52,12 @@ class HttpxFlow(ConnectAuthBase):
 
     # -- the binding ----------------------------------------------------------------
 
-    def attaches_to(self, request: Any) -> bool:
+    def scheme_of(self, request: Any) -> str:
+        return str(request.url.scheme)
+
+    def host_and_port(self, request: Any) -> tuple[str, int | None]:
         url = request.url
-        return self.attaches(url.scheme, url.host, url.port)
+        return url.host, url.port
 
     def body_headers(self, response: Any) -> tuple[str | None, str | None]:
         # One pass over the raw pairs: httpx's Headers.get scans them once per name.

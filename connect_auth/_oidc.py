@@ -99,7 +99,10 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
     other case (a new token, an expired one, nothing set) returns None and is
     left to `resolve_credential`.
     """
-    value = explicit if explicit is not None else (_scoped.get() or _env_token())
+    if explicit is not None:
+        value: str | None = explicit
+    elif (value := _scoped.get()) is None:
+        value = _env_token()
     last = _last
     if value is None or value != last[0]:
         return None

@@ -70,8 +70,12 @@ class Binding(Protocol):
     ``token``/``cached_token``/``atoken`` and ``read_body``/``aread_body`` (a
     body within a `ReadBody`'s bound, the response still whole for the caller)."""
 
-    def attaches_to(self, request: Any) -> bool:
-        """Whether the request gets a token (`ConnectAuthBase.attaches` on its origin)."""
+    def scheme_of(self, request: Any) -> str:
+        """The request URL's scheme, lower case (for the attach decision)."""
+        ...
+
+    def host_and_port(self, request: Any) -> tuple[str, int | None]:
+        """The request URL's host and port (for the attach decision)."""
         ...
 
     def rewinder(self, request: Any) -> Rewind | None:

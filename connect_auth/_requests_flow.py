@@ -45,10 +45,13 @@ class RequestsFlow(ConnectAuthBase):
 
     # -- the binding ----------------------------------------------------------------
 
-    def attaches_to(self, request: Any) -> bool:
+    def scheme_of(self, request: Any) -> str:
         url = request.url or ""
-        # https with no hosts= needs no parse: may_attach would say yes on its first line
-        return (self.hosts is None and url.startswith("https://")) or self.attaches(*origin_of(url))
+        return "https" if url.startswith("https://") else origin_of(url)[0]
+
+    def host_and_port(self, request: Any) -> tuple[str, int | None]:
+        _, host, port = origin_of(request.url or "")
+        return host, port
 
     def same_hop(self, request: Any, response: Any) -> bool:
         return True  # only the armed request's own answer reaches the flow

@@ -65,9 +65,12 @@ class ConnectAuth(ConnectAuthBase):
 
     # -- the binding ----------------------------------------------------------------
 
-    def attaches_to(self, request: Any) -> bool:
+    def scheme_of(self, request: Any) -> str:
+        return str(request.url.scheme)
+
+    def host_and_port(self, request: Any) -> tuple[str, int | None]:
         url = request.url
-        return self.attaches(url.scheme, url.host or "", url.port)
+        return url.host or "", url.port
 
     def status(self, response: Any) -> int:
         return int(response.status)

@@ -9,7 +9,7 @@ from benchmarks import run
 
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
-    """All six cases run; the report, JSON and chart are written; exact counts hold."""
+    """Every case runs; the report, JSON and chart are written; exact counts hold."""
     run.main(["--scale", "0.003", "--out", str(tmp_path)])  # timing targets are noise here
     results = json.loads((tmp_path / "results.json").read_text())
     for case in run.CASES:
@@ -36,6 +36,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert all(row["connect_auth"] > 0 for row in per.values() if isinstance(row, dict))
     names = {t["name"] for t in results["targets"]}
     assert "cached get_token >= 10x faster than vercel-connect" in names
+    counted = results["bytecodes"]["per_request"]["httpx sync"]
+    assert counted["static header"] < counted["connect_auth"] < counted["connect_auth, Slack rule"]
     over_tls = results["tls"]["sequential"]
     assert over_tls["connect_auth async aget_token"]["connections"] == 1  # one pool per loop
     assert over_tls["connect_auth sync get_token"]["connections"] == 1
