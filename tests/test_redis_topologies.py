@@ -1,9 +1,11 @@
-"""The Redis shared cache on a real 3-master Redis Cluster started by the suite."""
+"""The Redis shared cache on a real 3-master Redis Cluster, and behind Sentinel (a master,
+a replica and a sentinel), all started by the suite."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,10 @@ import pytest
 import redis
 import redis.asyncio.cluster
 import redis.cluster
+import redis.sentinel
 from helpers import APP, SLACK, fast_retry, run_in_tasks
 
-from benchmarks.fleet import RedisClusterServers, fleet_env, run_fleet
+from benchmarks.fleet import RedisClusterServers, RedisSentinelServers, fleet_env, run_fleet
 from connect_auth import ConnectClient
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator
@@ -48,6 +51,10 @@ def _client(emulator: ConnectEmulator, cache: RedisTokenCache, **kw: Any) -> Con
 _OIDC: dict[str, str] = {}
 
 
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "connect_auth" and r.levelno >= logging.WARNING]
+
+
 def _patient(url: str) -> str:
     return url + "?socket_timeout=10&socket_connect_timeout=10"
 
@@ -66,9 +73,7 @@ def test_a_url_to_a_node_that_does_not_own_the_slot_shares_tokens(
         ):
             assert a.get_token(SLACK, subject=APP) == b.get_token(SLACK, subject=APP)
     assert emulator.token_calls() == 1  # the second node's clients read the first's token
-    assert [
-        r for r in caplog.records if r.name == "connect_auth" and r.levelno >= logging.WARNING
-    ] == []
+    assert _warnings(caplog) == []
 
 
 def test_cluster_clients_given_are_accepted_sync_and_asyncio(
@@ -204,8 +209,35 @@ def test_a_cluster_that_goes_down_trips_the_breaker_and_loses_no_request(
                 assert b.get_token(SLACK, subject={"type": "user", "id": "u_bob"})
     finally:
         servers.stop()
-    warnings = [
-        r for r in caplog.records if r.name == "connect_auth" and r.levelno >= logging.WARNING
-    ]
+    warnings = _warnings(caplog)
     assert len(warnings) == 1 and "Redis" in warnings[0].getMessage()
     assert emulator.token_calls() == 3
+
+
+def test_a_sentinel_master_client_shares_tokens_across_a_failover(
+    emulator: ConnectEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """client=Sentinel(...).master_for(...): two clients share a token; after the
+    sentinel fails the master over to the replica, the token is still shared (it was
+    replicated) and new tokens are stored on the new master."""
+    servers = RedisSentinelServers(tmp_path).start()
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", servers.sentinel.port)], socket_timeout=2)
+    master = sentinel.master_for("mymaster", socket_timeout=2)
+    try:
+        cache = RedisTokenCache(client=master, encryption_key=KEY)
+        with _client(emulator, cache) as a, _client(emulator, cache) as b:
+            assert a.get_token(SLACK, subject=APP) == b.get_token(SLACK, subject=APP)
+        with redis.Redis(port=servers.sentinel.port) as s:
+            s.execute_command("SENTINEL", "FAILOVER", "mymaster")
+        deadline = time.monotonic() + 30
+        while sentinel.discover_master("mymaster")[1] != servers.replica.port:
+            assert time.monotonic() < deadline, "no failover"
+            time.sleep(0.05)
+        with _client(emulator, cache) as c, _client(emulator, cache) as d:
+            assert c.get_token(SLACK, subject=APP)  # read from the promoted replica
+            assert c.get_token(SLACK, subject=ALICE) == d.get_token(SLACK, subject=ALICE)
+    finally:
+        master.close()
+        servers.stop()
+    assert emulator.token_calls() == 2  # the app token and alice's, each once
+    assert _warnings(caplog) == []
