@@ -149,6 +149,25 @@ class RedisClusterServers:
         for node in self.nodes:
             node.flush()
 
+    def move_slot_of(self, key: str, to: str) -> None:
+        """Reshard: move ``key``'s slot, with its keys, to the master at URL ``to``, as
+        ``redis-cli --cluster reshard`` does (IMPORTING, MIGRATING, MIGRATE, NODE)."""
+        source_url = self.owner_of(key)
+        with (
+            redis.Redis.from_url(source_url) as source,
+            redis.Redis.from_url(to) as target,
+        ):
+            slot = source.cluster("keyslot", key)
+            source_id, target_id = source.cluster("myid"), target.cluster("myid")
+            target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            port = int(to.rsplit(":", 1)[1])
+            while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+            for url in self.urls:
+                with redis.Redis.from_url(url) as node:
+                    node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
     def dump(self) -> list[tuple[bytes, bytes]]:
         """Every key of every master with its value, as `RedisServer.dump`."""
         return [pair for node in self.nodes for pair in node.dump()]

@@ -12,26 +12,31 @@ never closes its parent's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import anyio
 import httpx
 
 from ._flight import current_loop, spawn_detached
 
-__all__ = ["LoopPools"]
+__all__ = ["SHARED_AT_ONCE", "LoopPools"]
+
+#: Calls of one loop that share its pool at a time (the rest open their own).
+SHARED_AT_ONCE = 16
 
 
 class _Pool:
     """One loop's client and the keeper that closes it when the loop shuts down."""
 
-    __slots__ = ("client", "keeper", "pid")
+    __slots__ = ("busy", "client", "keeper", "pid")
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.busy = 0  # calls using the client now
         self.pid = os.getpid()
         self.keeper = _keep(self)
         _open.add(self)
@@ -69,18 +74,35 @@ class LoopPools:
         self._pools: weakref.WeakKeyDictionary[object, _Pool] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()  # loops of several threads share the table
 
-    async def client(self) -> httpx.AsyncClient:
-        """The running loop's client, opened on first use (or after it was closed)."""
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client for one call on the running loop: its pool's, shared by up to
+        `SHARED_AT_ONCE` calls at a time; past that, one of the call's own, closed
+        after it. A fan-out of cold keys so keeps its speed: httpx's pool does work
+        per request for every connection it holds."""
+        pool = await self._pool()
+        if pool.busy >= SHARED_AT_ONCE:
+            async with self._open() as own:
+                yield own
+            return
+        pool.busy += 1  # only this loop's tasks touch it: no lock
+        try:
+            yield pool.client
+        finally:
+            pool.busy -= 1
+
+    async def _pool(self) -> _Pool:
+        """The running loop's pool, opened on first use (or after it was closed)."""
         loop = current_loop()
         with self._lock:
             pool = self._pools.get(loop)
             if pool is not None and not pool.client.is_closed:
-                return pool.client
+                return pool
             pool = self._pools[loop] = _Pool(self._open())
         # Started here, so the loop's asyncgen hooks adopt it. It reaches its yield
         # without suspending: no other task of this loop can see a half-made pool.
         await pool.keeper.__anext__()
-        return pool.client
+        return pool
 
     async def aclose(self) -> None:
         """Close the running loop's pool now (the others close with their loops)."""

@@ -8,6 +8,7 @@ or closed there, since both would talk on one socket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -124,26 +125,26 @@ class ConnectWire:
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
         content, headers, auth = _encode(body, cred)
-        http = await self._aclient()
+        async with self._aclient() as http:
 
-        async def attempt(seconds_left: float) -> T:
-            limit = _attempt_limit(self._timeout, seconds_left)
-            try:
-                with anyio.fail_after(limit):
-                    async with http.stream(
-                        method, self.base_url + path, content=content, headers=headers,
-                        auth=auth, timeout=limit,
-                    ) as streamed:  # fmt: skip
-                        r = _capped(streamed, await _aup_to_cap(streamed))
-            except Exception as exc:
-                failure = _failure(method, path, exc)
-            else:
-                return _outcome(method, path, r, ok, fallback)
-            raise failure
+            async def attempt(seconds_left: float) -> T:
+                limit = _attempt_limit(self._timeout, seconds_left)
+                try:
+                    with anyio.fail_after(limit):
+                        async with http.stream(
+                            method, self.base_url + path, content=content, headers=headers,
+                            auth=auth, timeout=limit,
+                        ) as streamed:  # fmt: skip
+                            r = _capped(streamed, await _aup_to_cap(streamed))
+                except Exception as exc:
+                    failure = _failure(method, path, exc)
+                else:
+                    return _outcome(method, path, r, ok, fallback)
+                raise failure
 
-        from ._retrying import arun_with_retries
+            from ._retrying import arun_with_retries
 
-        return await arun_with_retries(attempt, self._retry, random=self._random.random)
+            return await arun_with_retries(attempt, self._retry, random=self._random.random)
 
     # -- clients --------------------------------------------------------------
 
@@ -164,10 +165,10 @@ class ConnectWire:
                 bound_by_deadline(self._http)
             return self._http
 
-    async def _aclient(self) -> httpx.AsyncClient:
-        """The client for an async call: the running loop's pool (see `_pools`), or a
-        client over the transport that was passed in, which belongs to the caller
-        and is never closed here."""
+    def _aclient(self) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+        """The client for an async call: from the running loop's pool (see `_pools`), or
+        over the transport that was passed in, which belongs to the caller and is
+        never closed here."""
         self._check_open()
         transport = self._async_transport
         if transport is None and self._transport is not None:
@@ -178,8 +179,10 @@ class ConnectWire:
                 )
             transport = self._transport
         if transport is not None:
-            return httpx.AsyncClient(transport=transport, **self._settings())
-        return await self._pools.client()
+            return contextlib.nullcontext(
+                httpx.AsyncClient(transport=transport, **self._settings())
+            )
+        return self._pools.client()
 
     def _settings(self) -> dict[str, Any]:
         if self._ssl is None:  # loading the CA bundle costs milliseconds: once per client

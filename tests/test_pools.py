@@ -11,9 +11,10 @@ import time
 
 import anyio
 import pytest
-from helpers import SLACK
+from helpers import SLACK, run_in_tasks
 
 from connect_auth import ConnectClient, JwtBearerSubject
+from connect_auth._pools import SHARED_AT_ONCE
 from connect_auth.testing import ConnectEmulator
 
 
@@ -58,6 +59,30 @@ async def test_sequential_async_fetches_on_one_loop_share_a_connection(
         assert emulator.connections_accepted - before == 1
         assert emulator.connections_open == 1  # kept for the next fetch
     assert _wait_until(lambda: emulator.connections_open == 0)
+
+
+@pytest.mark.anyio
+async def test_a_fan_out_past_the_shared_pool_gives_the_rest_their_own_connections(
+    emulator: ConnectEmulator, anyio_backend: str
+) -> None:
+    """40 cold fetches at once on one loop: SHARED_AT_ONCE of them share the pool, the
+    rest open connections of their own and close them after; the pool's stay for the
+    next fetch."""
+    emulator.latency = 0.3  # every fetch is in flight while the others start
+    before = emulator.connections_accepted
+    names = iter(range(40))
+    async with ConnectClient(base_url=emulator.url, vercel_token=emulator.oidc_token()) as client:
+        tokens = await run_in_tasks(
+            40, lambda: client.aget_token(SLACK, subject=JwtBearerSubject(f"fan-{next(names)}"))
+        )
+        assert len(set(tokens)) == 40
+        assert emulator.connections_accepted - before == 40
+        with anyio.fail_after(10):
+            while emulator.connections_open > SHARED_AT_ONCE:
+                await anyio.sleep(0.01)
+        assert emulator.connections_open == SHARED_AT_ONCE
+        await client.aget_token(SLACK, subject=JwtBearerSubject("after-the-burst"))
+        assert emulator.connections_accepted - before == 40  # served by the pool
 
 
 @pytest.mark.anyio

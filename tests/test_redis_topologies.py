@@ -76,6 +76,26 @@ def test_a_url_to_a_node_that_does_not_own_the_slot_shares_tokens(
     assert _warnings(caplog) == []
 
 
+def test_a_slot_moved_by_resharding_is_followed_without_the_breaker(
+    emulator: ConnectEmulator,
+    cluster: RedisClusterServers,
+    nodes: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cache's slot moves to another master while a cache is in use: the cluster
+    client follows the MOVED answer, the token moved with the slot, nothing trips."""
+    with RedisTokenCache(nodes[1], encryption_key=KEY) as cache:
+        with _client(emulator, cache) as a:
+            token = a.get_token(SLACK, subject=APP)
+        cluster.move_slot_of("{connect-auth}:x", to=nodes[2])
+        assert cluster.owner_of("{connect-auth}:x") == nodes[2]
+        with _client(emulator, cache) as b, _client(emulator, cache) as c:
+            assert b.get_token(SLACK, subject=APP) == token  # read where the slot went
+            assert b.get_token(SLACK, subject=ALICE) == c.get_token(SLACK, subject=ALICE)
+    assert emulator.token_calls() == 2
+    assert _warnings(caplog) == []
+
+
 def test_cluster_clients_given_are_accepted_sync_and_asyncio(
     emulator: ConnectEmulator, nodes: list[str]
 ) -> None:
