@@ -134,3 +134,24 @@ def running(server: socketserver.BaseServer) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def revoke_delete_and_clear(
+    a: ConnectClient, b: ConnectClient, calls: Callable[[], int], stored: Callable[[], list[Any]]
+) -> None:
+    """Two clients of one shared cache: ``revoke_token``, ``delete_token_cache_entry``
+    and ``clear_token_cache`` by ``a`` reach ``b`` through the shared entries, and
+    ``stored()`` (what the shared store holds) is empty at the end. ``calls()``
+    counts Connect token calls."""
+    user = {"type": "user", "id": "u_alice"}
+    a.get_token(SLACK, subject=APP)
+    a.get_token(SLACK, subject=user)
+    assert stored() != []
+    a.revoke_token(SLACK, subject=user)
+    b.get_token(SLACK, subject=user)  # not in the shared store any more: fetched
+    assert calls() == 3
+    a.delete_token_cache_entry(SLACK, subject=APP)
+    b.get_token(SLACK, subject=APP)
+    assert calls() == 4
+    a.clear_token_cache()
+    assert stored() == []

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from helpers import APP, SLACK, fast_retry, run_in_tasks, run_in_threads
+from helpers import APP, SLACK, fast_retry, revoke_delete_and_clear, run_in_tasks, run_in_threads
 
 import connect_auth
 from benchmarks.fleet import RedisServer, fleet_env, run_fleet
@@ -192,21 +192,11 @@ def test_revoke_and_clear_reach_the_shared_entries(
 ) -> None:
     """revoke_token, delete_token_cache_entry and clear_token_cache delete in Redis too."""
     oidc = emulator.oidc_token()
-    alice = {"type": "user", "id": "u_alice"}
     with (
         _client(emulator, cache, vercel_token=oidc) as a,
         _client(emulator, cache, vercel_token=oidc) as b,
     ):
-        a.get_token(SLACK, subject=APP)
-        a.get_token(SLACK, subject=alice)
-        a.revoke_token(SLACK, subject=alice)
-        b.get_token(SLACK, subject=alice)  # not in Redis any more: fetched
-        assert emulator.token_calls() == 3
-        a.delete_token_cache_entry(SLACK, subject=APP)
-        b.get_token(SLACK, subject=APP)
-        assert emulator.token_calls() == 4
-        a.clear_token_cache()
-        assert redis_server.dump() == []
+        revoke_delete_and_clear(a, b, emulator.token_calls, redis_server.dump)
 
 
 def test_async_tasks_share_one_fetch_through_redis(
