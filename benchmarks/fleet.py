@@ -9,6 +9,7 @@ both use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,17 @@ class RedisClusterServers:
     def move_slot_of(self, key: str, to: str) -> None:
         """Reshard: move ``key``'s slot, with its keys, to the master at URL ``to``, as
         ``redis-cli --cluster reshard`` does (IMPORTING, MIGRATING, MIGRATE, NODE)."""
-        source_url = self.owner_of(key)
+        with self.moving_slot_of(key, to):
+            pass
+
+    @contextlib.contextmanager
+    def moving_slot_of(self, key: str, to: str) -> Iterator[Callable[[int], int]]:
+        """``key``'s slot in migration to the master at URL ``to`` inside the block,
+        which gets a function that moves up to that many of the slot's keys and says
+        how many it moved; the rest move, and the slot belongs to ``to``, when the
+        block ends."""
         with (
-            redis.Redis.from_url(source_url) as source,
+            redis.Redis.from_url(self.owner_of(key)) as source,
             redis.Redis.from_url(to) as target,
         ):
             slot = source.cluster("keyslot", key)
@@ -188,8 +197,16 @@ class RedisClusterServers:
             target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
             source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
             port = int(to.rsplit(":", 1)[1])
-            while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+
+            def migrate(count: int) -> int:
+                keys = source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, count)
+                if keys:
+                    source.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)
+                return len(keys)
+
+            yield migrate
+            while migrate(100):
+                pass
             for url in self.urls:
                 with redis.Redis.from_url(url) as node:
                     node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)

@@ -28,7 +28,7 @@ try:
     import redis.asyncio
     import redis.asyncio.cluster
     import redis.cluster
-    from redis.exceptions import RedisClusterException, RedisError
+    from redis.exceptions import ClusterError, RedisClusterException, RedisError, TryAgainError
 
     from ._sealed import KEY_HINT, Sealer
 except ImportError as exc:  # an optional extra: say how to get it
@@ -316,8 +316,9 @@ class RedisTokenCache:
                 self._quietly(lambda: self._script(client, _RELEASE)([names.lease], [fence]))
             raise
         write = self._writer(flight, names, response, fence)  # with or without the lease
-        if write is not None:
-            self._quietly(lambda: self._script(client, _WRITE)(*write))
+        written = write is None or self._quietly(lambda: self._script(client, _WRITE)(*write))
+        if not written and outcome is _LEAD and self._up():  # a moving slot: free the lease
+            self._quietly(lambda: self._script(client, _RELEASE)([names.lease], [fence]))
         return response
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
@@ -376,8 +377,9 @@ class RedisTokenCache:
                 await self._aquietly(run, _Op("script", (_RELEASE, [names.lease], [fence])))
             raise
         write = self._writer(flight, names, response, fence)  # with or without the lease
-        if write is not None:
-            await self._aquietly(run, _Op("script", (_WRITE, *write)))
+        written = write is None or await self._aquietly(run, _Op("script", (_WRITE, *write)))
+        if not written and outcome is _LEAD and self._up():  # a moving slot: free the lease
+            await self._aquietly(run, _Op("script", (_RELEASE, [names.lease], [fence])))
         return response
 
     # -- what the client's cache operations reach ---------------------------------------
@@ -574,6 +576,11 @@ class RedisTokenCache:
         return time.monotonic() >= self._down_until
 
     def _trip(self, exc: BaseException) -> None:
+        if _resharding(exc):
+            # A cluster slot in mid-migration: this call fetches directly, and Redis
+            # is asked again by the next one (the migration ends in moments).
+            log.debug("connect_auth: a Redis Cluster slot is moving (%s)", type(exc).__name__)
+            return
         with self._down_lock:
             first = self._up()
             self._down_until = time.monotonic() + self._retry_after
@@ -586,17 +593,31 @@ class RedisTokenCache:
                 self._retry_after,
             )
 
-    def _quietly(self, call: Callable[[], Any]) -> None:
+    def _quietly(self, call: Callable[[], Any]) -> bool:
+        """Run ``call``; a Redis failure trips the breaker instead of raising. Whether
+        it succeeded."""
         try:
             call()
         except _REDIS_DOWN as exc:
             self._trip(exc)
+            return False
+        return True
 
-    async def _aquietly(self, run: Callable[[_Op], Awaitable[Any]], op: _Op) -> None:
+    async def _aquietly(self, run: Callable[[_Op], Awaitable[Any]], op: _Op) -> bool:
+        """`_quietly` for an operation run on the event loop."""
         try:
             await run(op)
         except _REDIS_DOWN as exc:
             self._trip(exc)
+            return False
+        return True
+
+
+def _resharding(exc: BaseException) -> bool:
+    """Whether ``exc`` says a cluster slot is being migrated: Redis answers TRYAGAIN to
+    a command whose keys are split between the two masters, and redis-py gives up
+    following the redirections with a bare ``ClusterError``."""
+    return isinstance(exc, TryAgainError) or type(exc) is ClusterError
 
 
 def _cluster_enabled(info: Mapping[str, Any]) -> bool:

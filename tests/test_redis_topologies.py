@@ -96,6 +96,35 @@ def test_a_slot_moved_by_resharding_is_followed_without_the_breaker(
     assert _warnings(caplog) == []
 
 
+def test_a_slot_in_mid_migration_never_trips_the_breaker(
+    emulator: ConnectEmulator,
+    cluster: RedisClusterServers,
+    nodes: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the cache's slot is half moved (some keys on each master), tokens are read
+    through ASK answers; a new token, whose write Redis refuses with TRYAGAIN until the
+    move ends, is fetched directly without turning the cache off; after the move
+    every token is shared again."""
+    bob = {"type": "user", "id": "u_bob"}
+    with RedisTokenCache(nodes[1], encryption_key=KEY) as cache:
+        with _client(emulator, cache) as a:
+            token = a.get_token(SLACK, subject=APP)
+            a.get_token(SLACK, subject=bob)
+        with cluster.moving_slot_of("{connect-auth}:x", to=nodes[2]) as migrate:
+            assert migrate(1) == 1  # one key moved, the others still on the old master
+            with _client(emulator, cache) as b:
+                assert b.get_token(SLACK, subject=APP) == token
+                b.get_token(SLACK, subject=ALICE)
+            assert emulator.token_calls() == 3
+        with _client(emulator, cache) as c, _client(emulator, cache) as d:
+            assert c.get_token(SLACK, subject=APP) == token
+            c.get_token(SLACK, subject=bob)
+            assert c.get_token(SLACK, subject=ALICE) == d.get_token(SLACK, subject=ALICE)
+    assert emulator.token_calls() == 4  # alice again: her write waited for the move
+    assert _warnings(caplog) == []
+
+
 def test_a_master_failing_over_to_its_replica_is_followed_without_the_breaker(
     emulator: ConnectEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
