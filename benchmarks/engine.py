@@ -15,8 +15,8 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import httpx
@@ -30,7 +30,28 @@ from . import peers
 SLACK = peers.SLACK
 SLOW = "slow/connector"
 ROLL = "roll/connector"
+T = TypeVar("T")
 TOKEN_PATH = "/v1/connect/token/"
+
+
+class LoopThread:
+    """An asyncio loop on a daemon thread of its own, for the servers a case runs
+    beside the clients it measures."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        """Stop the loop, wait for its thread, and close it."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 class StubConnect:
@@ -43,14 +64,10 @@ class StubConnect:
         self.calls: dict[str, int] = {}
         self.url = ""
         self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> StubConnect:
-        self._thread.start()
-        server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024), self._loop
-        ).result()
+        self._loop = LoopThread()
+        server = self._loop.run(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
         self._server = server
         self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         return self
@@ -61,9 +78,7 @@ class StubConnect:
             for writer in self._writers:  # their handlers see end of input and return
                 writer.close()
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        self._loop.run(stop())
         self._loop.close()
 
     def token_calls(self, connector: str) -> int:

@@ -17,7 +17,6 @@ import ipaddress
 import os
 import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 from connect_auth import ConnectClient
 
 from . import peers
-from .engine import SLACK, StubConnect, _oidc_env, _vercel_async
+from .engine import SLACK, LoopThread, StubConnect, _oidc_env, _vercel_async
 
 ROUND_TRIP = 0.020  # seconds
 
@@ -128,11 +127,9 @@ class DelayedTls:
         self.connections = 0
         self.url = ""
         self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> DelayedTls:
-        self._thread.start()
+        self._loop = LoopThread()
 
         async def start() -> tuple[asyncio.Server, asyncio.Server]:
             tls = await asyncio.start_server(self._terminate, "127.0.0.1", 0, ssl=self._tls)
@@ -144,7 +141,7 @@ class DelayedTls:
 
             return tls, await asyncio.start_server(delayed, "127.0.0.1", 0)
 
-        self._servers = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
+        self._servers = self._loop.run(start())
         self.url = f"https://127.0.0.1:{self._servers[1].sockets[0].getsockname()[1]}"
         return self
 
@@ -157,9 +154,7 @@ class DelayedTls:
             pipes = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             await asyncio.wait(pipes, timeout=5)
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        self._loop.run(stop())
         self._loop.close()
 
     async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

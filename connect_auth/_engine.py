@@ -194,7 +194,10 @@ class TokenEngine:
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
-        if not force_refresh and (hit := self.cached(request, vercel_token, on_loop=True)):
+        if (
+            not force_refresh
+            and (hit := self.cached(request, vercel_token, on_loop=True)) is not None
+        ):
             return hit
         return await adrive(self._serving(request, vercel_token, force_refresh), self._arun)
 
