@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine, fleet, imports, tls
+from . import cases, engine, fleet, imports, otel, tls
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -31,6 +31,7 @@ CASES: dict[str, Callable[[float], dict[str, Any]]] = {
     "tls": tls.tls,
     "fleet": fleet.fleet,
     "imports": imports.imports,
+    "otel": otel.instrumented,
     "bytecodes": cases.bytecodes,
 }
 
@@ -98,6 +99,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
         + tls.targets(results["tls"])
         + fleet.targets(results["fleet"])
         + imports.targets(results["imports"])
+        + otel.targets(results["otel"])
     )
 
 
@@ -180,6 +182,7 @@ def markdown(results: dict[str, Any], checks: list[tuple[str, bool, str]]) -> st
         *tls.markdown(results["tls"]),
         *fleet.markdown(results["fleet"]),
         *imports.markdown(results["imports"]),
+        *otel.markdown(results["otel"]),
         "",
     ]
     return "\n".join(lines)

@@ -152,7 +152,8 @@ class DelayedTls:
             for writer in self._writers:  # connections clients left open: end them
                 writer.close()
             pipes = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            await asyncio.wait(pipes, timeout=5)
+            if pipes:  # asyncio.wait refuses an empty set
+                await asyncio.wait(pipes, timeout=5)
 
         self._loop.run(stop())
         self._loop.close()

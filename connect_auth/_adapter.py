@@ -20,6 +20,7 @@ from ._api import default_client
 from ._client import ConnectClient
 from ._config import is_loopback_host
 from ._models import SubjectLike, TokenRequest, TokenResponse, coerce_subject
+from ._observe import refused
 from ._oidc import hidden
 from ._refusal import ReadBody, verdict
 
@@ -36,7 +37,7 @@ __all__ = [
     "slack_invalid_auth",
 ]
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.adapters")
 
 #: Decides from ``(status, body)`` that a response means "bad token" (opt-in).
 RefreshPredicate = Callable[[int, bytes], bool]
@@ -265,7 +266,7 @@ class ConnectAuthBase:
         if not self._warned_plain_http and not _safe_transport(scheme, host):
             self._warned_plain_http = True
             log.warning(
-                "connect_auth: not attaching the %s token to a plain-http request to %s; use https",
+                "not attaching the %s token to a plain-http request to %s; use https",
                 self.request.connector,
                 host,
             )
@@ -386,9 +387,8 @@ class ConnectAuthBase:
     def discard(self, sent_token: str) -> None:
         """Forget ``sent_token`` if the cache still holds it (one refresh per bad token)."""
         self.client.invalidate(self.request, sent_token, self.vercel_token)
-        log.info(
-            "connect_auth: provider refused the token for %s; refreshing", self.request.connector
-        )
+        refused(self.request.connector)
+        log.info("provider refused the token for %s; refreshing", self.request.connector)
 
     # -- what most clients' bindings share (see connect_auth._refusal.Binding) ----------
 
@@ -408,7 +408,7 @@ class ConnectAuthBase:
     def not_resent(self, why: str) -> None:
         """Say in the log why a refused request is handed back instead of resent."""
         log.warning(
-            "connect_auth: not resending the request to the %s provider after a "
+            "not resending the request to the %s provider after a "
             "refused token: %s; a fresh token is ready for the next request",
             self.request.connector,
             why,

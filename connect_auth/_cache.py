@@ -8,6 +8,7 @@ check-then-fetch decision and the cache update stay atomic.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -64,7 +65,7 @@ class TokenCache:
     fetch, not on the hit path.
     """
 
-    __slots__ = ("_data", "maxsize", "tick")
+    __slots__ = ("_counting", "_data", "_puts", "_reads", "maxsize", "misses", "tick")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -76,6 +77,12 @@ class TokenCache:
         # The next recency stamp; a bound C method, so a hit can stamp without a call
         # into Python code.
         self.tick: Callable[[], int] = itertools.count(1).__next__
+        # What `counts` needs to tell hits from the other stamps.
+        self._puts = 0
+        self._reads = 0
+        self._counting = threading.Lock()
+        #: Lookups under the owner's lock that found nothing fresh (`get_fresh`).
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -87,6 +94,7 @@ class TokenCache:
         """
         entry = self.get_fresh_unlocked(key, now_ms, buffer_ms)
         if entry is None:
+            self.misses += 1
             self.delete(key)  # missing, or stale
         return entry
 
@@ -112,8 +120,19 @@ class TokenCache:
         elif len(self._data) >= self.maxsize:
             oldest = min(self._data, key=lambda k: self._data[k].used)
             self._data.pop(oldest).live = False
+        self._puts += 1
         value.used = self.tick()
         self._data[key] = value
+
+    def counts(self) -> tuple[int, int]:
+        """Hits and misses so far. Hits are read off the recency stamps, so counting
+        them costs a hit nothing: every stamp went to a hit, a `put` or a call of this
+        method. (A `put` in another thread may be seen half done, one hit too many or
+        too few for a moment; readers of a total must not let it go back.)"""
+        with self._counting:
+            stamp = self.tick()
+            self._reads += 1
+            return stamp - self._puts - self._reads, self.misses
 
     def delete(self, key: Hashable) -> None:
         """Remove one entry; no-op when absent."""

@@ -35,7 +35,9 @@ from ._models import (
     TokenRequest,
     TokenResponse,
     check_connector,
+    subject_type,
 )
+from ._observe import Report
 from ._oidc import Credential, hidden
 from ._protocol import connector_path
 from ._retry import RetryPolicy
@@ -47,7 +49,7 @@ __all__ = ["DEFAULT_REFRESH_AHEAD_MS", "CacheKey", "ConnectClient"]
 #: leaves the cache (never earlier than halfway through its servable life).
 DEFAULT_REFRESH_AHEAD_MS = 300_000.0
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.tokens")
 
 _REVOKE_FAILED = "Failed to revoke token"
 
@@ -227,7 +229,7 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, hidden(vercel_token)
         )
-        self._wire.call("DELETE", path, body, cred, accept_any, fallback=_REVOKE_FAILED)
+        self._wire.call("DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request))
         self._evict_subject(request)
         if self._shared is not None:
             self._shared.evict_subject(request.connector, request.key.subject_key)
@@ -244,7 +246,9 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, hidden(vercel_token)
         )
-        await self._wire.acall("DELETE", path, body, cred, accept_any, fallback=_REVOKE_FAILED)
+        await self._wire.acall(
+            "DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request)
+        )
         self._evict_subject(request)
         if self._shared is not None:
             await self._shared.aevict_subject(request.connector, request.key.subject_key)
@@ -485,7 +489,7 @@ class ConnectClient:
         """Point the process-wide client at a base URL the environment changed to."""
         url = resolve_base_url(None, None, os.environ)
         if url != self.base_url:
-            log.info("connect_auth: the environment now points the default client at %s", url)
+            log.info("the environment now points the default client at %s", url)
             self.base_url = self._wire.base_url = url
 
     def _revocation(
@@ -512,9 +516,14 @@ class ConnectClient:
         request = TokenRequest.build(connector, subject=subject, **options)
         body = authorize_body(request, os.environ, **flow)
         path = connector_path("/v1/connect/authorize/", connector)
+        report = Report(
+            "start_authorization",
+            request.connector,
+            subject_type=subject_type(request.params.subject),
+        )
         return (
             "POST", path, body, self._engine.credential(vercel_token),
-            _read_authorization, "Failed to start authorization",
+            _read_authorization, "Failed to start authorization", report,
         )  # fmt: skip
 
     def _install_call(
@@ -527,6 +536,7 @@ class ConnectClient:
         return (
             "POST", path, body, self._engine.credential(vercel_token),
             _read_authorization, "Failed to start installation",
+            Report("start_installation", connector),
         )  # fmt: skip
 
     def _metadata_call(
@@ -535,7 +545,8 @@ class ConnectClient:
         check_connector(connector)
         path = connector_path("/v1/connect/connectors/", connector)
         cred = self._engine.credential(hidden(vercel_token))
-        return "GET", path, None, cred, _read_metadata, "Failed to get connector"
+        report = Report("get_connector_metadata", connector)
+        return "GET", path, None, cred, _read_metadata, "Failed to get connector", report
 
     def _evict_subject(self, request: TokenRequest) -> None:
         connector, subject_key = request.connector, request.key.subject_key
@@ -543,7 +554,7 @@ class ConnectClient:
             lambda k: k[0].connector == connector and k[0].subject_key == subject_key
         )
         log.debug(
-            "connect_auth: revoked tokens of a %s subject for %s",
+            "revoked tokens of a %s subject for %s",
             type(request.params.subject).__name__,
             connector,
         )
@@ -593,8 +604,13 @@ def _pause(deadline: float, interval: float, connector: str, timeout: float) -> 
     return min(interval, left)
 
 
+def _revoking(request: TokenRequest) -> Report:
+    return Report(
+        "revoke_token", request.connector, subject_type=subject_type(request.params.subject)
+    )
+
+
 def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:
-    log.debug("connect_auth: fetching a token for %s", request.connector)
     return "POST", connector_path("/v1/connect/token/", request.connector), request.params.to_wire()
 
 

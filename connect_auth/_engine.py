@@ -10,6 +10,7 @@ refresh for its key, so no caller waits at a token rollover.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 import threading
@@ -23,12 +24,13 @@ import anyio
 from ._cache import Entry, TokenCache, is_fresh, refresh_at, refresh_retry_at
 from ._errors import ConnectUnavailableError
 from ._flight import adrive, current_loop, drive, result_of, spawn_detached, wait_async
-from ._models import RequestKey, TokenRequest, TokenResponse
+from ._models import RequestKey, TokenRequest, TokenResponse, subject_type
+from ._observe import Report, reporting, track_cache
 from ._oidc import Credential, recent_credential, resolve_credential
 
 __all__ = ["CacheKey", "Flight", "SharedCache", "TokenEngine"]
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.tokens")
 
 #: ``((connector, params key), credential digest)``
 CacheKey = tuple[RequestKey, str]
@@ -51,6 +53,15 @@ class Flight(NamedTuple):
     leader: bool
     newer_than: float = 0.0
     refused: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why this fetch runs: ``forced``, ``refresh_ahead``, ``refused`` or ``miss``."""
+        if self.newer_than == math.inf:
+            return "forced"
+        if self.newer_than > 0:
+            return "refresh_ahead"
+        return "miss" if self.refused is None else "refused"
 
 
 class SharedCache(Protocol):
@@ -112,12 +123,14 @@ class TokenEngine:
         self._fetch = fetch
         self._afetch = afetch
         self._shared = shared
-        # Tokens a provider refused, by key, for the next fetch to pass to the shared
-        # cache (which drops them there only if it still holds them).
+        # Tokens a provider refused, by key, for the next fetch: it is reported as a
+        # refresh after a refusal, and passes the token to the shared cache (which
+        # drops it there only if it still holds it).
         self._refused: dict[Hashable, str] = {}
         self._vercel_token = vercel_token
         self._cache = TokenCache(cache_size)
         self._tick = self._cache.tick
+        track_cache(self, self._cache)
         # id(request) -> (request, credential, entry): see `cached`.
         self._memo: dict[int, tuple[TokenRequest, Credential, Entry]] = {}
         self._ahead = refresh_ahead_ms
@@ -273,15 +286,16 @@ class TokenEngine:
         """
         key = (request.key, self.credential(vercel_token).digest)
         with self._lock:
-            if self._shared is not None:
-                if len(self._refused) >= _REFUSED_MAX:
-                    self._refused.clear()
-                self._refused[key] = token
             entry = self._cache.peek(key)
-            if entry is not None and entry.response.token == token:
-                self._cache.delete(key)
-                return True
-        return False
+            if entry is not None and entry.response.token != token:
+                return False  # someone refreshed it already
+            if len(self._refused) >= _REFUSED_MAX:
+                self._refused.clear()
+            self._refused[key] = token
+            if entry is None:
+                return False
+            self._cache.delete(key)
+            return True
 
     def delete_request(self, request_key: RequestKey) -> set[str]:
         """Remove the entries of one request under every credential; returns the
@@ -354,7 +368,7 @@ class TokenEngine:
 
     def _lead(self, flight: Flight) -> None:
         """Run the fetch in this thread; its outcome goes to the flight's future."""
-        with self._settling(flight):
+        with self._settling(flight), reporting(self._report(flight)):
             if self._shared is None:
                 response = self._fetch(flight.request, flight.cred)
             else:
@@ -364,12 +378,23 @@ class TokenEngine:
     async def _alead(self, flight: Flight) -> None:
         """`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
-        with self._settling(flight):
+        with self._settling(flight), reporting(self._report(flight)):
             if self._shared is None:
                 response = await self._afetch(flight.request, flight.cred)
             else:
                 response = await self._shared.afetch(flight, self._afetch)
             self._finish(flight, response)
+
+    def _report(self, flight: Flight) -> Report:
+        """What the fetch's span, metrics and log line say; the wire counts the
+        attempts, and notes Connect as the source when a shared cache had to ask it."""
+        return Report(
+            "fetch_token",
+            flight.request.connector,
+            subject_type=subject_type(flight.request.params.subject),
+            reason=flight.reason,
+            source="connect" if self._shared is None else "shared_cache",
+        )
 
     @contextlib.contextmanager
     def _settling(self, flight: Flight) -> Iterator[None]:
@@ -437,8 +462,12 @@ class TokenEngine:
         if on_loop:
             spawn_detached(current_loop(), lambda: self._arefresh(flight, entry))
             return
+        # In the caller's context: the refresh's span belongs to the request that started it.
         threading.Thread(
-            target=self._refresh, args=(flight, entry), name="connect_auth-refresh", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._refresh, flight, entry),
+            name="connect_auth-refresh",
+            daemon=True,
         ).start()
 
     def _refresh(self, flight: Flight, entry: Entry) -> None:
@@ -464,7 +493,7 @@ class TokenEngine:
             entry.refresh_at = retry
         log.log(
             level,
-            "connect_auth: refreshing the token for %s ahead of expiry failed (%s); "
+            "refreshing the token for %s ahead of expiry failed (%s); "
             "the cached token is still served, next try in %.1f s",
             flight.request.connector,
             type(exc).__name__,

@@ -10,6 +10,7 @@ cancels a fetch that others wait for.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import Future
@@ -72,7 +73,11 @@ def spawn_detached(loop: object, fn: Callable[[], Coroutine[Any, Any, None]]) ->
     else:
         import trio
 
-        trio.lowlevel.spawn_system_task(fn, name="connect_auth-fetch")
+        # A system task starts from the system nursery's context; the caller's keeps
+        # its trace (an asyncio task copies it by itself).
+        trio.lowlevel.spawn_system_task(
+            fn, name="connect_auth-fetch", context=contextvars.copy_context()
+        )
 
 
 def is_asyncio(loop: object) -> bool:

@@ -38,6 +38,7 @@ __all__ = [
     "UserSubjectDict",
     "check_connector",
     "coerce_subject",
+    "subject_type",
     "token_param_fields",
 ]
 
@@ -181,6 +182,13 @@ _SUBJECT_CLASSES: dict[str, type[Subject]] = {
     "jwt-bearer": JwtBearerSubject,
     "token": TokenExchangeSubject,
 }
+
+_SUBJECT_TYPES = {cls: kind for kind, cls in _SUBJECT_CLASSES.items()}
+
+
+def subject_type(subject: Subject) -> str:
+    """The subject's wire ``type``: ``app``, ``user``, ``jwt-bearer`` or ``token``."""
+    return _SUBJECT_TYPES[type(subject)]
 
 
 def coerce_subject(subject: object) -> Subject:

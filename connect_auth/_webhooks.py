@@ -10,6 +10,7 @@ key id, no more often than every `REFETCH_INTERVAL` seconds.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import httpx
 from ._config import is_secure_url, unambiguous_url
 from ._errors import WebhookVerificationError
 from ._flight import result_of, wait_async
+from ._observe import Report, reporting
 from ._oidc import jwt_segment
 
 __all__ = [
@@ -40,7 +42,7 @@ __all__ = [
     "verify_connect_webhook",
 ]
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.webhooks")
 
 DEFAULT_ISSUER = "https://oidc.vercel.com"
 DEFAULT_JWKS_URL = "https://oidc.vercel.com/.well-known/jwks"
@@ -330,14 +332,19 @@ class _KeyCache:
                 source.refetched_at = now
             source.tried_at = now
             flight = source.flight = Future()
+        # In the caller's context: the fetch's span belongs to the verification.
         threading.Thread(
-            target=self._fetch, args=(url, flight), name="connect_auth-jwks", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._fetch, url, flight),
+            name="connect_auth-jwks",
+            daemon=True,
         ).start()
         return flight
 
     def _fetch(self, url: str, flight: Future[dict[str, Any]]) -> None:
         try:
-            keys, failure = download_jwks(url), None
+            with reporting(_one_attempt(Report("fetch_jwks"))):
+                keys, failure = download_jwks(url), None
         except WebhookVerificationError as exc:
             keys, failure = {}, exc
         except Exception as exc:  # never leave the waiters hanging
@@ -360,6 +367,11 @@ class _KeyCache:
 
 
 _JWKS = _KeyCache()
+
+
+def _one_attempt(report: Report) -> Report:
+    report.attempts = 1  # a JWKS fetch is not retried: its failure is answered for a while
+    return report
 
 
 def _key_after(found: Any, kid: str) -> Any:
@@ -559,7 +571,7 @@ class WebhookASGIMiddleware:
         try:
             claims = await averify_connect_webhook(list(scope["headers"]), **self.options)
         except WebhookVerificationError as exc:
-            log.warning("connect_auth: %s", exc.message)
+            log.warning("%s", exc.message)
             status, body = _answer(exc)
             await send(
                 {
@@ -601,7 +613,7 @@ class WebhookWSGIMiddleware:
         try:
             claims = verify_connect_webhook(headers, **self.options)
         except WebhookVerificationError as exc:
-            log.warning("connect_auth: %s", exc.message)
+            log.warning("%s", exc.message)
             status, body = _answer(exc)
             start_response(
                 f"{status} {'Unauthorized' if status == 401 else 'Service Unavailable'}",

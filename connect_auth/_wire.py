@@ -25,6 +25,7 @@ import httpx
 
 from ._errors import ConnectError, ConnectResponseError
 from ._models import TokenResponse
+from ._observe import Report, current_report, reporting
 from ._oidc import Credential
 from ._pools import LoopPools
 from ._protocol import (
@@ -38,12 +39,13 @@ from ._version import __version__
 
 __all__ = ["CallPlan", "ConnectWire", "accept_any", "parse_token"]
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.tokens")
 
 T = TypeVar("T")
 OnSuccess = Callable[[httpx.Response], T]
-#: Everything one call sends and how its answer is read: the arguments of `ConnectWire.call`.
-CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str]
+#: Everything one call sends, how its answer is read and what reports it: the arguments
+#: of `ConnectWire.call`.
+CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str, Report]
 
 # Objects a fork left behind in the child: kept referenced so that garbage
 # collection never closes them (a TLS close would write on the parent's socket).
@@ -84,16 +86,32 @@ class ConnectWire:
         cred: Credential,
         ok: OnSuccess[T],
         fallback: str = "Failed to get token",
+        report: Report | None = None,
     ) -> T:
         """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer.
 
         ``body`` None sends no body (a GET); ``fallback`` starts the message of an
-        error that Connect sent without one.
+        error that Connect sent without one. ``report``: what reports the call; None
+        for a token fetch, which the engine reports.
         """
+        with reporting(report):
+            return self._call(method, path, body, cred, ok, fallback)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        cred: Credential,
+        ok: OnSuccess[T],
+        fallback: str,
+    ) -> T:
         http = self._client()
         content, headers, auth = _encode(body, cred)
+        counted = _counting()
 
         def attempt(seconds_left: float) -> T:
+            counted()
             limit = _attempt_limit(self._timeout, seconds_left)
             token = attempt_deadline.set(time.monotonic() + limit)
             try:
@@ -122,12 +140,27 @@ class ConnectWire:
         cred: Credential,
         ok: OnSuccess[T],
         fallback: str = "Failed to get token",
+        report: Report | None = None,
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
+        with reporting(report):
+            return await self._acall(method, path, body, cred, ok, fallback)
+
+    async def _acall(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        cred: Credential,
+        ok: OnSuccess[T],
+        fallback: str,
+    ) -> T:
         content, headers, auth = _encode(body, cred)
+        counted = _counting()
         async with self._aclient() as http:
 
             async def attempt(seconds_left: float) -> T:
+                counted()
                 limit = _attempt_limit(self._timeout, seconds_left)
                 try:
                     with anyio.fail_after(limit):
@@ -226,6 +259,25 @@ class ConnectWire:
 
 # -- one attempt ----------------------------------------------------------------------
 
+
+def _counting() -> Callable[[], None]:
+    """What each attempt calls to be counted in the running call's report, which now
+    has Connect as its source (a shared cache that asks Connect did not serve it)."""
+    report = current_report()
+    if report is None:
+        return _uncounted
+    report.source = "connect"
+
+    def counted() -> None:
+        report.attempts += 1
+
+    return counted
+
+
+def _uncounted() -> None:
+    pass
+
+
 #: When the running sync attempt must end (``time.monotonic()``); see ``_sync_deadline``.
 attempt_deadline: ContextVar[float] = ContextVar("connect_auth_attempt_deadline", default=math.inf)
 
@@ -268,7 +320,7 @@ def _failure(method: str, path: str, exc: Exception) -> Exception:
     chained keeps the failure's type and message, never its request or frames: the
     request carries the credential."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        log.debug("connect_auth: %s %s timed out", method, _plain(path))
+        log.debug("%s %s timed out", method, _plain(path))
         failure: Exception = TransientFailure(_described(exc))
     elif isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
         # Retrying cannot help, and the library's message may quote a header value.
@@ -278,7 +330,7 @@ def _failure(method: str, path: str, exc: Exception) -> Exception:
             code="invalid_request",
         )
     elif isinstance(exc, httpx.TransportError):
-        log.debug("connect_auth: %s %s failed: %s", method, _plain(path), type(exc).__name__)
+        log.debug("%s %s failed: %s", method, _plain(path), type(exc).__name__)
         failure = TransientFailure(_described(exc))
     else:
         return exc
@@ -374,9 +426,7 @@ def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T], fallba
         r.status_code, r.reason_phrase, r.content, request_id=request_id, fallback=fallback
     )
     if r.status_code in TRANSIENT_STATUSES:
-        log.debug(
-            "connect_auth: %s %s answered %d, will retry", method, _plain(path), r.status_code
-        )
+        log.debug("%s %s answered %d, will retry", method, _plain(path), r.status_code)
         raise TransientFailure(
             f"HTTP {r.status_code} {r.reason_phrase}".strip(),
             status=r.status_code,

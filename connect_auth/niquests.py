@@ -52,7 +52,7 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
         if not self._warned_loop and _in_event_loop():
             self._warned_loop = True
             log.warning(
-                "connect_auth: fetching a %s token blocks this thread's event loop; "
+                "fetching a %s token blocks this thread's event loop; "
                 "with niquests.AsyncSession use connect_auth.niquests.AsyncConnectAuth",
                 self.request.connector,
             )

@@ -41,11 +41,12 @@ from ._engine import AsyncFetch, CacheKey, Fetch, Flight
 from ._errors import ConnectError
 from ._flight import adrive, current_loop, drive, is_asyncio
 from ._models import TokenResponse
+from ._observe import shared_cache_failed
 from ._protocol import parse_token_response
 
 __all__ = ["RedisTokenCache", "from_env"]
 
-log = logging.getLogger("connect_auth")
+log = logging.getLogger("connect_auth.redis")
 
 #: Failures that mean "Redis cannot help now": fall back to Connect.
 _REDIS_DOWN = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
@@ -475,7 +476,7 @@ class RedisTokenCache:
                 return _LEAD
             if held != _GONE and is_foreign_lease(held, self._lease_ms):
                 log.warning(
-                    "connect_auth: the Redis lease for %s has no expiry or one longer than "
+                    "the Redis lease for %s has no expiry or one longer than "
                     "lease_ms (%d ms), so no process of this cache set it; fetching from "
                     "Connect directly",
                     flight.request.connector,
@@ -484,7 +485,7 @@ class RedisTokenCache:
                 return None
             if time.monotonic() > give_up:
                 log.warning(
-                    "connect_auth: another process held the Redis lease for %s longer than "
+                    "another process held the Redis lease for %s longer than "
                     "%d ms; fetching from Connect directly",
                     flight.request.connector,
                     self._lease_ms,
@@ -576,17 +577,18 @@ class RedisTokenCache:
         return time.monotonic() >= self._down_until
 
     def _trip(self, exc: BaseException) -> None:
+        shared_cache_failed(type(exc).__name__)
         if _resharding(exc):
             # A cluster slot in mid-migration: this call fetches directly, and Redis
             # is asked again by the next one (the migration ends in moments).
-            log.debug("connect_auth: a Redis Cluster slot is moving (%s)", type(exc).__name__)
+            log.debug("a Redis Cluster slot is moving (%s)", type(exc).__name__)
             return
         with self._down_lock:
             first = self._up()
             self._down_until = time.monotonic() + self._retry_after
         if first:
             log.warning(
-                "connect_auth: the shared token cache at %s failed (%s); fetching tokens "
+                "the shared token cache at %s failed (%s); fetching tokens "
                 "from Connect directly, trying Redis again in %.0f s",
                 self.where,
                 type(exc).__name__,

@@ -52,7 +52,11 @@ _OIDC: dict[str, str] = {}
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "connect_auth" and r.levelno >= logging.WARNING]
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("connect_auth") and r.levelno >= logging.WARNING
+    ]
 
 
 def _patient(url: str) -> str:

@@ -97,6 +97,7 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         ("redis", "redis", "redis"),
         ("testing", "joserfc", "testing"),
         ("authlib", "authlib", "authlib"),
+        ("otel", "opentelemetry", "otel"),
     ):
         monkeypatch.setitem(sys.modules, library, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
@@ -152,6 +153,7 @@ EXTRAS = {
     "testing.py": {"joserfc", "httpx"},
     "_webhooks.py": {"joserfc", "httpx"},
     "authlib.py": {"authlib"},
+    "otel.py": {"opentelemetry"},
     "_demo.py": {"httpx", "requests"},
 }
 #: Imported only inside a running trio event loop (the caller's own trio).
