@@ -57,6 +57,7 @@ def instrumented(scale: float) -> dict[str, Any]:
             us = _rounds(variants, states, reader, n, repeats)
             with measure.counting():
                 bytecodes = _rounds(variants, states, reader, n, 1)
+            states["on"]()  # the cache counters report while instrumented
             hits = _hits(reader)
         finally:
             uninstrument()
