@@ -140,6 +140,7 @@ class ConnectClient:
             wait_limit=retry.deadline + timeout + 5.0,
             clock=clock,
             shared=shared_cache,
+            refresh=self._local_refresh,
         )
         self._shared = shared_cache
         # The process-wide client follows CONNECT_AUTH_BASE_URL/VERCEL_REGION changes,
@@ -484,6 +485,12 @@ class ConnectClient:
         if self._follow_env:
             self._notice_env()
         return await self._wire.acall(*_token_call(request), cred, parse_token)
+
+    def _local_refresh(self, now: float, why: OidcTokenError) -> str:
+        """A new credential for a linked checkout whose own is missing or expired."""
+        from ._local_refresh import LocalRefresh  # only when a credential needs renewing
+
+        return LocalRefresh(self.base_url).token(now, why)
 
     def _notice_env(self) -> None:
         """Point the process-wide client at a base URL the environment changed to."""

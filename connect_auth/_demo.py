@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import TypeVar
 import httpx
 
 from . import _api
+from ._client import ConnectClient
 from ._errors import UserAuthorizationRequiredError
 from ._models import AppSubject, UserSubject
 from .testing import ConnectEmulator
@@ -79,29 +81,24 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
 def run_demo() -> int:
     """Run every section; exit code 0 when each outcome was as expected."""
     began = time.perf_counter()
-    demo = _Demo(total=7)
+    demo = _Demo(total=8)
     print("connect_auth demo: Vercel Connect tokens with no Vercel account, on loopback")
 
     demo.section("Start the embedded Connect emulator")
     emulator, ms = _timed(lambda: ConnectEmulator().start())
-    saved = {k: os.environ.get(k) for k in ("CONNECT_AUTH_BASE_URL", "VERCEL_OIDC_TOKEN")}
     try:
-        os.environ["CONNECT_AUTH_BASE_URL"] = emulator.url
-        os.environ["VERCEL_OIDC_TOKEN"] = emulator.oidc_token()
-        _api.set_default_client(None)
-        print(f"    listening on {emulator.url} ({ms:.0f} ms)")
-        print("    export CONNECT_AUTH_BASE_URL=... VERCEL_OIDC_TOKEN=<emulator-signed JWT>")
-        _run_sections(demo, emulator)
+        with _environment(
+            CONNECT_AUTH_BASE_URL=emulator.url, VERCEL_OIDC_TOKEN=emulator.oidc_token()
+        ):
+            _api.set_default_client(None)
+            print(f"    listening on {emulator.url} ({ms:.0f} ms)")
+            print("    export CONNECT_AUTH_BASE_URL=... VERCEL_OIDC_TOKEN=<emulator-signed JWT>")
+            _run_sections(demo, emulator)
     finally:
         previous = _api.set_default_client(None)
         if previous is not None:
             previous.close()
         emulator.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     total = time.perf_counter() - began
     if demo.failures:
         print(f"\n{len(demo.failures)} check(s) failed in {total:.1f} s: {demo.failures}")
@@ -205,3 +202,71 @@ def _run_sections(demo: _Demo, emulator: ConnectEmulator) -> None:
     print(f"    wait_for_authorization -> {redact(granted.token)} for {granted.external_subject}")
     demo.check(refused and answer.status_code == 303, "consent asked for, then given")
     demo.check(granted.external_subject == "user:u_carol", "the user's own token")
+
+    demo.section("Local development: a stale .env.local heals itself")
+    _stale_env_local(demo, emulator)
+
+
+def _stale_env_local(demo: _Demo, emulator: ConnectEmulator) -> None:
+    """A linked checkout whose pulled token expired, with a Vercel CLI login that
+    expired too: the token is renewed through the login, as on a developer's laptop."""
+    with (
+        tempfile.TemporaryDirectory() as root,
+        _environment(
+            XDG_DATA_HOME=os.path.join(root, "data"),
+            CONNECT_AUTH_VERCEL_ISSUER=emulator.url,
+            VERCEL_OIDC_TOKEN=None,
+            VERCEL=None,
+        ),
+    ):
+        app = os.path.join(root, "app")
+        os.mkdir(app)
+        emulator.link_project(app)
+        emulator.write_cli_login(os.path.join(root, "data"), expired=True)
+        stale = emulator.oidc_token(ttl=-3600)
+        with open(os.path.join(app, ".env.local"), "w") as env_local:
+            env_local.write(f'VERCEL_OIDC_TOKEN="{stale}"\n')
+        print("    vercel link + vercel env pull, a day ago: the token in .env.local expired,")
+        print("    and so did the Vercel CLI login")
+        with _working_directory(app), ConnectClient(base_url=emulator.url) as client:
+            token, ms = _timed(lambda: client.get_token(CONNECTOR, subject=SUBJECT))
+        saved = os.path.join("com.vercel.token", f"{emulator.project_id}.json")
+        print(f"    get_token -> {redact(token)} ({ms:.0f} ms): the CLI login was renewed,")
+        print(f"    a new project token minted and saved in <data>/{saved}")
+        demo.check(
+            emulator.vercel.refreshes == 1 and emulator.vercel.project_tokens == 1,
+            "one CLI login renewal and one new project token",
+        )
+        demo.check(
+            os.path.exists(os.path.join(root, "data", saved)),
+            "the token saved for the next process",
+        )
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables for a block."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _working_directory(folder: str) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)

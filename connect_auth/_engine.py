@@ -26,7 +26,7 @@ from ._errors import ConnectUnavailableError
 from ._flight import adrive, current_loop, drive, result_of, spawn_detached, wait_async
 from ._models import RequestKey, TokenRequest, TokenResponse, subject_type
 from ._observe import Report, reporting, track_cache
-from ._oidc import Credential, recent_credential, resolve_credential
+from ._oidc import Credential, Refresh, recent_credential, resolve_credential
 
 __all__ = ["CacheKey", "Flight", "SharedCache", "TokenEngine"]
 
@@ -106,6 +106,8 @@ class TokenEngine:
             fetch ends sooner unless the event loop running it stopped.
         clock: seconds since the epoch.
         shared: a cache shared with other processes, asked before Connect.
+        refresh: renews a missing or expired credential from the environment
+            (local development).
     """
 
     def __init__(
@@ -119,8 +121,10 @@ class TokenEngine:
         wait_limit: float,
         clock: Callable[[], float],
         shared: SharedCache | None = None,
+        refresh: Refresh | None = None,
     ) -> None:
         self._fetch = fetch
+        self._renew = refresh
         self._afetch = afetch
         self._shared = shared
         # Tokens a provider refused, by key, for the next fetch: it is reported as a
@@ -272,7 +276,7 @@ class TokenEngine:
             vercel_token = self._vercel_token
         elif not isinstance(vercel_token, str) or not vercel_token:
             raise ValueError("vercel_token must be a non-empty string or None")
-        return resolve_credential(vercel_token, now=self._clock())
+        return resolve_credential(vercel_token, now=self._clock(), refresh=self._renew)
 
     # -- changing the cache ---------------------------------------------------------
 

@@ -110,8 +110,18 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
     return cred if exp is None or exp > now else None
 
 
-def resolve_credential(explicit: str | None, *, now: float) -> Credential:
-    """The credential to send, or `OidcTokenError` saying how to get one."""
+#: Renews a credential from the environment that is missing or expired (local
+#: development, see `_local_refresh`): given the time and the lookup's own error, which
+#: it raises when it does not apply.
+Refresh = Callable[[float, OidcTokenError], str]
+
+
+def resolve_credential(
+    explicit: str | None, *, now: float, refresh: Refresh | None = None
+) -> Credential:
+    """The credential to send, or `OidcTokenError` saying how to get one. ``refresh``
+    renews one from the environment, the token file or ``.env.local`` that is missing
+    or expired (never an explicit or request-scoped one)."""
     source: str | None  # None: the environment, named only when a message needs it
     if explicit is None:
         scoped = _scoped.get()
@@ -119,7 +129,12 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
         value = scoped if scoped is not None else _env_token()
         source = _SCOPED if scoped is not None else None
         if not value:
-            value, source = _lookup(None, fresh_file=False)
+            try:
+                value, source = _lookup(None, fresh_file=False)
+            except OidcTokenError as missing:
+                if refresh is None:
+                    raise
+                return _refreshed(refresh, now, missing)
     else:
         value, source = explicit, "the vercel_token argument"
     last = _last
@@ -136,12 +151,21 @@ def resolve_credential(explicit: str | None, *, now: float) -> Credential:
             cred, exp = _facts_of(value)
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
-            raise OidcTokenError(
+            expired = OidcTokenError(
                 f"the Vercel OIDC token from {source or _env_source()} expired at {when}; "
                 "run `vercel env pull` to get a fresh one (development tokens last ~12 h)",
                 code="oidc_token_expired",
             )
+            if refresh is None or explicit is not None or source == _SCOPED:
+                raise expired
+            return _refreshed(refresh, now, expired)
     return cred
+
+
+def _refreshed(refresh: Refresh, now: float, why: OidcTokenError) -> Credential:
+    value = refresh(now, why)
+    _check_header_safe(value, "the refreshed Vercel OIDC token")
+    return _facts_of(value)[0]
 
 
 # os.environ decodes a fresh copy of the ~1 kB JWT on every read. Its raw value

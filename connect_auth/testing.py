@@ -63,6 +63,8 @@ from ._emulator_state import (
     default_connectors,
     load_connectors,
 )
+from ._emulator_vercel import TOKEN_PATH as VERCEL_TOKEN_PATH
+from ._emulator_vercel import CliLogin, VercelApi
 from ._models import SubjectLike, coerce_subject
 from ._retry import RetryPolicy
 
@@ -70,12 +72,14 @@ __all__ = [
     "FAST_RETRY",
     "AuthorizationFlow",
     "Call",
+    "CliLogin",
     "ConnectEmulator",
     "ConnectorSpec",
     "Installation",
     "IssuedToken",
     "OAuthGrant",
     "ProviderCall",
+    "VercelApi",
 ]
 
 ISSUER = "https://oidc.vercel.com/connect-emulator"
@@ -87,6 +91,8 @@ _PROVIDER_PREFIX = "/provider/"
 _OAUTH_PATH = "/oauth/token"
 _OAUTH_PAGES = ("/oauth/authorize", "/oauth/userinfo", "/oauth/revoke")
 _JWKS_PATH = "/.well-known/jwks"
+_DISCOVERY_PATH = "/.well-known/openid-configuration"
+_PROJECTS_PREFIX = "/v1/projects/"
 _FLOW_ROUTES = {"/v1/connect/authorize/": "authorize", "/v1/connect/install/": "install"}
 
 
@@ -166,6 +172,13 @@ class ConnectEmulator:
         #: How many times the JWKS was fetched (webhook verification caches it).
         self.jwks_requests = 0
         self.oauth = OAuthServer()
+        #: The Vercel API parts local credential refresh needs: CLI logins (renewed at
+        #: ``/login/oauth/token``, found through ``/.well-known/openid-configuration``)
+        #: and project tokens. Its ``refreshes`` and ``project_tokens`` count the calls.
+        self.vercel = VercelApi(
+            lambda project, team: self.oidc_token(project_id=project, owner_id=team),
+            {project_id: owner_id},
+        )
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> ConnectEmulator:
@@ -365,6 +378,26 @@ class ConnectEmulator:
         if spec.links is None:
             spec.links = {self.project_id: ["production", "preview", "development"]}
         return spec
+
+    def link_project(self, folder: str | Path) -> Path:
+        """Write ``folder/.vercel/project.json`` for this emulator's project, as
+        ``vercel link`` does; returns the file."""
+        file = Path(folder) / ".vercel" / "project.json"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps({"projectId": self.project_id, "orgId": self.owner_id}))
+        return file
+
+    def write_cli_login(self, data_dir: str | Path, *, expired: bool = False) -> CliLogin:
+        """Log the Vercel CLI in, as ``vercel login`` does: a new login written to
+        ``data_dir/com.vercel.cli/auth.json`` (``data_dir`` stands for
+        ``XDG_DATA_HOME``). ``expired``: its token has expired, so it must be renewed
+        with its refresh token first."""
+        login = self.vercel.login(lifetime=-60.0 if expired else 3600.0)
+        file = Path(data_dir) / "com.vercel.cli" / "auth.json"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(login.auth_json()))
+        file.chmod(0o600)
+        return login
 
     def revoke(self, token: str) -> bool:
         """Revoke one issued token behind the app's back (the provider will answer 401)."""
@@ -651,6 +684,8 @@ class _Handler(BaseHTTPRequestHandler):
                              authorization)
             )  # fmt: skip
             return
+        if self._vercel_api(emulator, path, parts.query, body):
+            return
         route = (
             ("oauth_token", "")
             if path == _OAUTH_PATH and self.command == "POST"
@@ -661,6 +696,27 @@ class _Handler(BaseHTTPRequestHandler):
             return
         endpoint, connector = route
         self._connect(emulator, endpoint, connector, body)
+
+    def _vercel_api(self, emulator: ConnectEmulator, path: str, query: str, body: bytes) -> bool:
+        """Serve the Vercel API's local-refresh routes; whether ``path`` was one."""
+        if path == _DISCOVERY_PATH and self.command == "GET":
+            status, answer = emulator.vercel.discovery(emulator.url)
+        elif path == VERCEL_TOKEN_PATH and self.command == "POST":
+            status, answer = emulator.vercel.refresh(_form(body))
+        elif (
+            self.command == "POST"
+            and path.startswith(_PROJECTS_PREFIX)
+            and path.endswith("/token")
+            and path.count("/") == 4
+        ):
+            project = unquote(path[len(_PROJECTS_PREFIX) : -len("/token")])
+            team = _form(query.encode()).get("teamId")
+            authorization = self.headers.get("Authorization", "")
+            status, answer = emulator.vercel.project_token(project, team, authorization)
+        else:
+            return False
+        self._send(status, answer)
+        return True
 
     def _connect_route(self, path: str) -> tuple[str, str] | None:
         if self.command == "POST" and path.startswith(_TOKEN_PREFIX):
