@@ -546,7 +546,7 @@ def cache_scaling(scale: float) -> dict[str, Any]:
 
     client = ConnectClient(
         base_url="http://127.0.0.1:9",
-        vercel_token="bench-credential",
+        vercel_token="e30.e30.bench",  # shaped as a JWT ({} and {}); no Connect checks it
         transport=httpx.MockTransport(connect_api),
     )
     costs: list[float] = []

@@ -141,13 +141,13 @@ def resolve_credential(
     if value == last[0]:
         cred, exp = last[1]
     else:
-        _check_header_safe(value, source or _env_source())
+        _check_credential(value, source or _env_source())
         cred, exp = _facts_of(value)
     if exp is not None and exp <= now:
         if source in (None, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
             value, source = _lookup(explicit, fresh_file=True)
-            _check_header_safe(value, source)
+            _check_credential(value, source)
             cred, exp = _facts_of(value)
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
@@ -164,7 +164,7 @@ def resolve_credential(
 
 def _refreshed(refresh: Refresh, now: float, why: OidcTokenError) -> Credential:
     value = refresh(now, why)
-    _check_header_safe(value, "the refreshed Vercel OIDC token")
+    _check_credential(value, "the refreshed Vercel OIDC token")
     return _facts_of(value)[0]
 
 
@@ -234,13 +234,21 @@ def _stripped(value: str | None) -> str | None:
     return None if value is None else SecretStr(value.strip())
 
 
-def _check_header_safe(value: str, source: str) -> None:
-    """Refuse a credential that cannot travel in an HTTP header, naming where it came
-    from and never what it holds."""
+def _check_credential(value: str, source: str) -> None:
+    """Refuse a credential that cannot travel in an HTTP header, or is not a JWT (as
+    Vercel's SDK does: Connect would refuse it anyway), naming where it came from and
+    never what it holds."""
     if not header_safe(value):
         raise OidcTokenError(
             f"the Vercel OIDC token from {source} contains spaces, line breaks, control or "
             "non-ASCII characters; set it to the token alone (run `vercel env pull` again)",
+            code="oidc_token_invalid",
+        )
+    if jwt_segment(value, 1) is None:
+        raise OidcTokenError(
+            f"the Vercel OIDC token from {source} is not a JWT (three base64url parts, "
+            "the second a JSON object); use the token `vercel env pull` writes or "
+            "Vercel's runtime provides",
             code="oidc_token_invalid",
         )
 

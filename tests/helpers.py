@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import socket
 import socketserver
 import threading
@@ -77,9 +79,20 @@ def token_json(token: str, *, ttl: float = 3600.0) -> dict[str, Any]:
     }
 
 
+def jwt_like(label: str, *, exp: float | None = None) -> str:
+    """A credential shaped as a JWT (unsigned) that says ``label``: what connect_auth
+    accepts before any request, for tests whose Connect API is not the emulator."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims: dict[str, Any] = {"sub": label} if exp is None else {"sub": label, "exp": exp}
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
 def mock_client(handler: Callable[[httpx.Request], Any], **options: Any) -> ConnectClient:
     """A client whose Connect API is ``handler`` (an httpx.MockTransport handler)."""
-    options.setdefault("vercel_token", "credential")
+    options.setdefault("vercel_token", jwt_like("credential"))
     return ConnectClient(
         base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler), **options
     )

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from helpers import SLACK, fast_retry
+from helpers import SLACK, fast_retry, jwt_like
 
 import connect_auth
 from connect_auth import (
@@ -30,6 +30,8 @@ from connect_auth.testing import ConnectEmulator
 
 CAROL = UserSubject("u_carol")  # not authorized in the default emulator
 WIRE = Path(__file__).parent / "fixtures" / "wire"
+
+CREDENTIAL = jwt_like("vercel-credential")
 
 
 def _flow_calls(emulator: ConnectEmulator) -> list[Any]:
@@ -367,7 +369,7 @@ def test_recorded_exchange(path: Path) -> None:
 
     with ConnectClient(
         base_url="https://api.vercel.com",
-        vercel_token="vercel-credential",
+        vercel_token=CREDENTIAL,
         transport=httpx.MockTransport(connect_api),
         retry=fast_retry(max_attempts=1),
     ) as client:
@@ -390,7 +392,7 @@ def test_recorded_exchange(path: Path) -> None:
     wanted = fixture["request"]
     assert request.method == wanted["method"]
     assert request.url.raw_path.decode() == wanted["path"]
-    assert request.headers["authorization"] == "Bearer vercel-credential"
+    assert request.headers["authorization"] == "Bearer " + CREDENTIAL
     assert request.headers["accept"] == "application/json"
     if wanted.get("body") is None:
         assert request.content == b"" and "content-type" not in request.headers

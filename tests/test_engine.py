@@ -23,6 +23,7 @@ from helpers import (
     APP,
     SLACK,
     fast_retry,
+    jwt_like,
     mock_client,
     run_in_tasks,
     run_in_threads,
@@ -337,7 +338,7 @@ def test_slow_drip_is_bounded_by_timeout_sync(drip_server: str) -> None:
     """timeout=1.0 bounds each whole attempt and the 2 s deadline the call; the 8 threads
     waiting on the fetch are freed with the same error."""
     with ConnectClient(
-        base_url=drip_server, vercel_token="credential", timeout=1.0, retry=DRIP_POLICY
+        base_url=drip_server, vercel_token=jwt_like("c"), timeout=1.0, retry=DRIP_POLICY
     ) as client:
         started = time.monotonic()
         results, errors = run_in_threads(8, lambda: client.get_token(SLACK, subject=APP))
@@ -352,7 +353,7 @@ def test_slow_drip_is_bounded_by_timeout_sync(drip_server: str) -> None:
 async def test_slow_drip_is_bounded_by_timeout_async(drip_server: str, anyio_backend: str) -> None:
     """The same bound for the async path, on asyncio and trio."""
     async with ConnectClient(
-        base_url=drip_server, vercel_token="credential", timeout=1.0, retry=DRIP_POLICY
+        base_url=drip_server, vercel_token=jwt_like("c"), timeout=1.0, retry=DRIP_POLICY
     ) as client:
         started = time.monotonic()
         with pytest.raises(ConnectUnavailableError, match="timed out"):

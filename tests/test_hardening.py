@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import requests
-from helpers import APP, SLACK, fast_retry, mock_client, token_json
+from helpers import APP, SLACK, fast_retry, jwt_like, mock_client, token_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +32,9 @@ from connect_auth import (
 from connect_auth.httpx import ConnectAuth as HttpxAuth
 from connect_auth.requests import ConnectAuth as RequestsAuth
 from connect_auth.testing import ConnectEmulator, ConnectorSpec
+
+SECRET, FROM_ENV, HEADER = jwt_like("secret"), jwt_like("env"), jwt_like("header")
+SCOPED, PULLED = jwt_like("scoped"), jwt_like("pulled")
 
 
 def _everything_printed(exc: BaseException) -> str:
@@ -108,7 +111,8 @@ def test_credential_with_control_characters_is_refused_before_any_call(bad: str)
     sent: list[httpx.Request] = []
     with (
         mock_client(
-            lambda r: sent.append(r) or httpx.Response(500), vercel_token="x" * 20 + bad
+            lambda r: sent.append(r) or httpx.Response(500),
+            vercel_token=jwt_like("x" * 20) + bad,
         ) as client,
         pytest.raises(OidcTokenError, match="the vercel_token argument") as caught,
     ):
@@ -125,10 +129,10 @@ def test_local_protocol_errors_are_not_retried() -> None:
 
     def refuse(request: httpx.Request) -> httpx.Response:
         attempts.append(1)
-        raise httpx.LocalProtocolError("Illegal header value b'Bearer secret-credential'")
+        raise httpx.LocalProtocolError(f"Illegal header value b'Bearer {SECRET}'")
 
     with (
-        mock_client(refuse, vercel_token="secret-credential", retry=fast_retry()) as client,
+        mock_client(refuse, vercel_token=SECRET, retry=fast_retry()) as client,
         pytest.raises(ConnectError, match="could not be sent") as caught,
     ):
         client.get_token(SLACK, subject=APP)
@@ -144,7 +148,7 @@ def test_local_protocol_errors_are_not_retried() -> None:
 async def test_no_credential_in_captured_locals_or_causes(anyio_backend: str) -> None:
     """Connect unreachable: the error, its causes and every frame's locals hold no
     credential (sync and async)."""
-    secret = "eyJsecret.credential.value"
+    secret = SECRET
     with ConnectClient(
         base_url="http://127.0.0.1:9",  # nothing listens on the discard port
         vercel_token=secret,
@@ -170,7 +174,7 @@ def test_connectors_that_would_bend_the_path_are_refused(connector: str) -> None
     sent: list[httpx.Request] = []
     with ConnectClient(
         base_url="http://127.0.0.1:9",
-        vercel_token="credential",
+        vercel_token=jwt_like("credential"),
         transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)),
     ) as client:
         with pytest.raises(ValueError, match="connector"):
@@ -392,7 +396,7 @@ def test_oidc_header_is_honoured_only_on_vercel_or_when_trusted(
     from connect_auth import OidcWSGIMiddleware
     from connect_auth._oidc import resolve_credential
 
-    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", FROM_ENV)
     if vercel is None:
         monkeypatch.delenv("VERCEL", raising=False)
     else:
@@ -403,8 +407,8 @@ def test_oidc_header_is_honoured_only_on_vercel_or_when_trusted(
         seen.append(resolve_credential(None, now=time.time()).value)
         return [b""]
 
-    OidcWSGIMiddleware(app, trust_header=trust)({"HTTP_X_VERCEL_OIDC_TOKEN": "hdr"}, print)
-    assert seen == ["hdr" if honoured else "from-env"]
+    OidcWSGIMiddleware(app, trust_header=trust)({"HTTP_X_VERCEL_OIDC_TOKEN": HEADER}, print)
+    assert seen == [HEADER if honoured else FROM_ENV]
 
 
 # -- item 5: Connect's answers are checked before they are trusted -------------------------
@@ -481,7 +485,8 @@ async def test_oversized_answers_are_cut_off(endless_server: Any, anyio_backend:
     from connect_auth import ConnectResponseError
 
     url, sent = endless_server
-    with ConnectClient(base_url=url, vercel_token="credential", retry=fast_retry()) as client:
+    credential = jwt_like("credential")
+    with ConnectClient(base_url=url, vercel_token=credential, retry=fast_retry()) as client:
         with pytest.raises(ConnectResponseError, match="larger than"):
             client.get_token(SLACK, subject=APP)
         with pytest.raises(ConnectResponseError, match="larger than"):
@@ -566,7 +571,7 @@ def test_dotenv_in_a_shared_parent_is_never_read(
 ) -> None:
     """A .env.local planted in a parent such as /tmp is not the credential of a folder
     below it that belongs to no project."""
-    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=planted\n")
+    (no_env_token / ".env.local").write_text(f"VERCEL_OIDC_TOKEN={jwt_like('planted')}\n")
     assert _resolve_from(no_env_token / "work" / "job", monkeypatch) is None
 
 
@@ -575,12 +580,12 @@ def test_dotenv_walk_stops_at_the_project_root(
 ) -> None:
     """Inside a project (.vercel/, .git/ or pyproject.toml) the walk goes up to its root
     and no further."""
-    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=planted\n")
+    (no_env_token / ".env.local").write_text(f"VERCEL_OIDC_TOKEN={jwt_like('planted')}\n")
     project = no_env_token / "project"
     (project / ".git").mkdir(parents=True)
     assert _resolve_from(project / "src" / "app", monkeypatch) is None
-    (project / ".env.local").write_text("VERCEL_OIDC_TOKEN=mine\n")
-    assert _resolve_from(project / "src" / "app", monkeypatch) == "mine"
+    (project / ".env.local").write_text(f"VERCEL_OIDC_TOKEN={jwt_like('mine')}\n")
+    assert _resolve_from(project / "src" / "app", monkeypatch) == jwt_like("mine")
 
 
 def test_dotenv_walk_never_goes_above_home(
@@ -588,17 +593,17 @@ def test_dotenv_walk_never_goes_above_home(
 ) -> None:
     """A project marker above the home folder does not pull the walk out of it."""
     (no_env_token / "pyproject.toml").write_text("")
-    (no_env_token / ".env.local").write_text("VERCEL_OIDC_TOKEN=above-home\n")
+    (no_env_token / ".env.local").write_text(f"VERCEL_OIDC_TOKEN={jwt_like('above')}\n")
     assert _resolve_from(no_env_token / "home" / "code", monkeypatch) is None
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "VERCEL_OIDC_TOKEN=eyJtoken # pulled today\n",
-        "\ufeffVERCEL_OIDC_TOKEN=eyJtoken\n",
-        "export\tVERCEL_OIDC_TOKEN=eyJtoken\n",
-        'VERCEL_OIDC_TOKEN="eyJtoken"\n',
+        f"VERCEL_OIDC_TOKEN={PULLED} # pulled today\n",
+        f"\ufeffVERCEL_OIDC_TOKEN={PULLED}\n",
+        f"export\tVERCEL_OIDC_TOKEN={PULLED}\n",
+        f'VERCEL_OIDC_TOKEN="{PULLED}"\n',
     ],
 )
 def test_dotenv_lines_as_editors_and_shells_write_them(
@@ -608,7 +613,7 @@ def test_dotenv_lines_as_editors_and_shells_write_them(
     project = no_env_token / "project"
     (project / ".vercel").mkdir(parents=True)
     (project / ".env.local").write_text(text, encoding="utf-8")
-    assert _resolve_from(project, monkeypatch) == "eyJtoken"
+    assert _resolve_from(project, monkeypatch) == PULLED
 
 
 # -- item 13: the request scope and executor threads ---------------------------------------
@@ -628,12 +633,12 @@ async def test_scope_reaches_executor_threads_only_with_the_context(
     from connect_auth import oidc_token_scope
     from connect_auth._oidc import resolve_credential
 
-    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", FROM_ENV)
 
     def seen() -> str:
         return resolve_credential(None, now=time.time()).value
 
-    with oidc_token_scope("scoped"), ThreadPoolExecutor(1) as pool:
-        assert pool.submit(seen).result() == "from-env"
-        assert pool.submit(contextvars.copy_context().run, seen).result() == "scoped"
-        assert await anyio.to_thread.run_sync(seen) == "scoped"
+    with oidc_token_scope(SCOPED), ThreadPoolExecutor(1) as pool:
+        assert pool.submit(seen).result() == FROM_ENV
+        assert pool.submit(contextvars.copy_context().run, seen).result() == SCOPED
+        assert await anyio.to_thread.run_sync(seen) == SCOPED

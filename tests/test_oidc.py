@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import jwt_like, mock_client
 
 from connect_auth import (
     ConnectClient,
@@ -17,6 +18,10 @@ from connect_auth import (
 )
 from connect_auth._oidc import parse_dotenv, resolve_credential
 from connect_auth.testing import ConnectEmulator, ConnectorSpec
+
+FIRST, SECOND = jwt_like("first-token"), jwt_like("second-token-longer")
+FROM_ENV, FROM_HEADER, FROM_FILE = jwt_like("env"), jwt_like("header"), jwt_like("file")
+EXPLICIT, UP, HDR, ASGI_HDR = jwt_like("explicit"), jwt_like("up"), jwt_like("h"), jwt_like("a")
 
 
 @pytest.fixture
@@ -33,17 +38,17 @@ def test_token_file_beats_env_and_is_read_again_when_it_changes(
     """VERCEL_OIDC_TOKEN_FILE (a mounted, rotated token) comes before VERCEL_OIDC_TOKEN,
     as in @vercel/oidc 4.x; a rewritten file is picked up on the next call."""
     token_file = clean_env / "oidc-token"
-    token_file.write_text("first-token\n")
-    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
+    token_file.write_text(FIRST + "\n")
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", FROM_ENV)
     monkeypatch.setenv("VERCEL_OIDC_TOKEN_FILE", str(token_file))
     now = time.time()
-    assert resolve_credential(None, now=now).value == "first-token"
-    token_file.write_text("second-token-longer\n")  # a new size: changed even on coarse mtimes
-    assert resolve_credential(None, now=now).value == "second-token-longer"
-    with oidc_token_scope("from-header"):
-        assert resolve_credential(None, now=now).value == "from-header"
+    assert resolve_credential(None, now=now).value == FIRST
+    token_file.write_text(SECOND + "\n")  # a new size: changed even on coarse mtimes
+    assert resolve_credential(None, now=now).value == SECOND
+    with oidc_token_scope(FROM_HEADER):
+        assert resolve_credential(None, now=now).value == FROM_HEADER
     monkeypatch.delenv("VERCEL_OIDC_TOKEN_FILE")
-    assert resolve_credential(None, now=now).value == "from-env"
+    assert resolve_credential(None, now=now).value == FROM_ENV
 
 
 @pytest.mark.parametrize("content", [None, "", "  \n"])
@@ -53,7 +58,7 @@ def test_a_token_file_that_cannot_be_used_is_an_error_naming_it(
     token_file = clean_env / "oidc-token"
     if content is not None:
         token_file.write_text(content)
-    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")  # never silently used instead
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", FROM_ENV)  # never silently used instead
     monkeypatch.setenv("VERCEL_OIDC_TOKEN_FILE", str(token_file))
     with pytest.raises(OidcTokenError, match=r"VERCEL_OIDC_TOKEN_FILE names .*oidc-token"):
         resolve_credential(None, now=time.time())
@@ -76,25 +81,25 @@ def test_a_client_fetches_with_the_token_file(
 
 def test_explicit_beats_scope_beats_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Explicit argument > request scope > VERCEL_OIDC_TOKEN > .env.local."""
-    (clean_env / ".env.local").write_text('VERCEL_OIDC_TOKEN="from-file"\n')
+    (clean_env / ".env.local").write_text(f"VERCEL_OIDC_TOKEN={FROM_FILE}\n")
     now = time.time()
-    assert resolve_credential(None, now=now).value == "from-file"
-    monkeypatch.setenv("VERCEL_OIDC_TOKEN", "from-env")
-    assert resolve_credential(None, now=now).value == "from-env"
-    with oidc_token_scope("from-header"):
-        assert resolve_credential(None, now=now).value == "from-header"
-        assert resolve_credential("explicit", now=now).value == "explicit"
-    assert resolve_credential(None, now=now).value == "from-env"
+    assert resolve_credential(None, now=now).value == FROM_FILE
+    monkeypatch.setenv("VERCEL_OIDC_TOKEN", FROM_ENV)
+    assert resolve_credential(None, now=now).value == FROM_ENV
+    with oidc_token_scope(FROM_HEADER):
+        assert resolve_credential(None, now=now).value == FROM_HEADER
+        assert resolve_credential(EXPLICIT, now=now).value == EXPLICIT
+    assert resolve_credential(None, now=now).value == FROM_ENV
 
 
 def test_dotenv_is_found_walking_up(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The nearest .env.local up to the project root is used."""
-    (clean_env / ".env.local").write_text("# Created by Vercel CLI\nVERCEL_OIDC_TOKEN=up\n")
+    (clean_env / ".env.local").write_text(f"# Created by Vercel CLI\nVERCEL_OIDC_TOKEN={UP}\n")
     (clean_env / ".vercel").mkdir()  # what `vercel link` leaves: the project root
     deep = clean_env / "a" / "b"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)
-    assert resolve_credential(None, now=time.time()).value == "up"
+    assert resolve_credential(None, now=time.time()).value == UP
 
 
 def test_missing_token_says_how_to_get_one(clean_env: Path) -> None:
@@ -131,10 +136,20 @@ def test_expired_explicit_token_is_refused(clean_env: Path) -> None:
         resolve_credential(token, now=time.time())
 
 
-def test_non_jwt_credentials_pass() -> None:
-    """A Vercel access token (not a JWT) is accepted as is."""
-    cred = resolve_credential("vca_opaque_token", now=time.time())
-    assert cred.value == "vca_opaque_token" and len(cred.digest) == 64
+@pytest.mark.parametrize("value", ["vca_opaque_token", "a.b.c", "e30.W10.sig"])
+def test_non_jwt_credentials_are_refused_before_any_request(value: str) -> None:
+    """A credential that is not a JWT is refused, as by Vercel's SDK ("Invalid token");
+    the message names where it came from, never what it holds."""
+    with pytest.raises(OidcTokenError, match="not a JWT") as info:
+        resolve_credential(value, now=time.time())
+    assert "vercel_token argument" in str(info.value) and value not in str(info.value)
+    requests: list[object] = []
+    with (
+        mock_client(lambda r: requests.append(r), vercel_token=value) as c,
+        pytest.raises(OidcTokenError, match="not a JWT"),
+    ):
+        c.get_token("slack/acme-slack", subject={"type": "app"})
+    assert requests == []
 
 
 def test_parse_dotenv() -> None:
@@ -158,8 +173,8 @@ def test_wsgi_middleware_scopes_the_header(clean_env: Path) -> None:
         return [b""]
 
     wrapped = OidcWSGIMiddleware(app, trust_header=True)
-    wrapped({"HTTP_X_VERCEL_OIDC_TOKEN": "hdr"}, lambda *a: None)
-    assert seen == ["hdr"]
+    wrapped({"HTTP_X_VERCEL_OIDC_TOKEN": HDR}, lambda *a: None)
+    assert seen == [HDR]
     with pytest.raises(OidcTokenError):
         resolve_credential(None, now=time.time())
 
@@ -179,6 +194,6 @@ async def test_asgi_middleware_scopes_the_header(clean_env: Path) -> None:
         return None
 
     wrapped = OidcASGIMiddleware(app, trust_header=True)
-    scope = {"type": "http", "headers": [(b"x-vercel-oidc-token", b"asgi-hdr")]}
+    scope = {"type": "http", "headers": [(b"x-vercel-oidc-token", ASGI_HDR.encode())]}
     await wrapped(scope, receive, send)
-    assert seen == ["asgi-hdr"]
+    assert seen == [ASGI_HDR]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import requests
 from drivers import _threaded
-from helpers import APP, SLACK, fast_retry
+from helpers import APP, SLACK, fast_retry, jwt_like
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +39,8 @@ from connect_auth.requests import ConnectAuth as RequestsAuth
 from connect_auth.testing import ConnectEmulator, ConnectorSpec
 
 SHORT = "short/lived"
+
+CREDENTIAL, REFUSED = jwt_like("credential"), jwt_like("refused-credential")
 
 
 @pytest.fixture
@@ -442,7 +444,7 @@ def test_fuzz_public_functions(connector: Any, subject: Any, options: dict[str, 
 
     with ConnectClient(
         base_url="http://127.0.0.1:9",
-        vercel_token="credential",
+        vercel_token=CREDENTIAL,
         transport=httpx.MockTransport(connect_api),
     ) as c:
         try:
@@ -451,7 +453,7 @@ def test_fuzz_public_functions(connector: Any, subject: Any, options: dict[str, 
             assert sent == []  # refused before the network
         except ConnectError:
             # Arguments were valid; Connect itself (here: an odd credential) refused.
-            assert options.get("vercel_token") not in (None, "credential") or sent
+            assert options.get("vercel_token") not in (None, CREDENTIAL) or sent
 
 
 def test_fuzz_figures() -> None:
@@ -541,7 +543,7 @@ def test_no_secret_leaks_anywhere(
                 c.get_token(SLACK, subject=APP, force_refresh=True)
             except ConnectUnavailableError as exc:
                 errors.append(exc)
-            with ConnectClient(base_url=emulator.url, vercel_token="refused-credential") as bad_c:
+            with ConnectClient(base_url=emulator.url, vercel_token=REFUSED) as bad_c:
                 try:
                     bad_c.get_token(SLACK, subject=APP)
                 except ConnectError as exc:
@@ -549,7 +551,7 @@ def test_no_secret_leaks_anywhere(
             shown += [repr(c), repr(auth), repr(rauth), repr(response), str(response)]
             for exc in errors:
                 shown += [str(exc), repr(exc), repr(exc.__cause__)]
-    secrets = [t.token for t in emulator.issued_tokens()] + [oidc, "refused-credential"]
+    secrets = [t.token for t in emulator.issued_tokens()] + [oidc, REFUSED]
     haystacks = {"logs": debug_logs.text, "reprs and errors": "\n".join(shown)}
     for where, text in haystacks.items():
         leaked = [s[:12] for s in secrets if s in text]

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from helpers import free_port, serve_asgi, serve_wsgi
+from helpers import free_port, jwt_like, serve_asgi, serve_wsgi
 
 from connect_auth.authlib import connect_client_auth, connect_scopes, oauth_origin, team_id
 from connect_auth.testing import ConnectEmulator
@@ -222,11 +222,12 @@ def test_client_auth_reads_the_credential_at_each_request(
     """HTTP Basic urlenc(connector):urlenc(oidc token), from the environment now."""
     auth = connect_client_auth("slack/acme slack")
     seen = []
-    for value in ("first/token+1", "second=token"):
+    values = (jwt_like("first"), jwt_like("second"))
+    for value in values:
         monkeypatch.setenv("VERCEL_OIDC_TOKEN", value)
         _, headers, _ = auth(None, "POST", "https://x", {}, "")
         seen.append(base64.b64decode(headers["Authorization"][6:]).decode())
-    assert seen == ["slack%2Facme%20slack:first%2Ftoken%2B1", "slack%2Facme%20slack:second%3Dtoken"]
+    assert seen == [f"slack%2Facme%20slack:{value}" for value in values]
 
 
 def test_scopes_origin_and_team_rules() -> None:
@@ -409,9 +410,10 @@ def test_the_request_scoped_credential_is_the_client_secret() -> None:
     from connect_auth import oidc_token_scope
 
     auth = connect_client_auth("slack/acme-slack")
-    with oidc_token_scope("from-this-request"):
+    scoped = jwt_like("from-this-request")
+    with oidc_token_scope(scoped):
         _, headers, _ = auth(None, "POST", "https://x", {}, "")
-    assert base64.b64decode(headers["Authorization"][6:]).decode().endswith(":from-this-request")
+    assert base64.b64decode(headers["Authorization"][6:]).decode().endswith(":" + scoped)
 
 
 def test_revocation_ends_the_sign_in(emu: ConnectEmulator) -> None:

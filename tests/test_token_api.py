@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import APP, SLACK, fast_retry
+from helpers import APP, SLACK, fast_retry, jwt_like
 
 import connect_auth
 from connect_auth import (
@@ -145,7 +145,7 @@ def test_no_valid_token_after_grant_revoked(
 def test_refused_credential_is_an_oidc_error(emulator: ConnectEmulator) -> None:
     """A credential Connect refuses gives OidcTokenError with the fix-it hint."""
     with (
-        ConnectClient(base_url=emulator.url, vercel_token="opaque-but-wrong") as c,
+        ConnectClient(base_url=emulator.url, vercel_token=jwt_like("forged")) as c,
         pytest.raises(OidcTokenError, match="vercel env pull"),
     ):
         c.get_token(SLACK, subject=APP)
