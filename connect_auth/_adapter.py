@@ -19,9 +19,9 @@ from . import _api
 from ._api import default_client
 from ._client import ConnectClient
 from ._config import is_loopback_host
-from ._models import SubjectLike, TokenRequest, TokenResponse, coerce_subject
+from ._models import SubjectLike, TokenRequest, TokenResponse, VercelToken, coerce_subject
 from ._observe import refused
-from ._oidc import hidden
+from ._oidc import credential_arg
 from ._refusal import ReadBody, verdict
 
 __all__ = [
@@ -206,12 +206,16 @@ class ConnectAuthBase:
         resources: Sequence[str] | None = None,
         authorization_details: Sequence[dict[str, Any]] | None = None,
         validity_buffer_ms: float | None = None,
-        vercel_token: str | None = None,
+        vercel_token: VercelToken | None = None,
         client: ConnectClient | None = None,
         refresh_on: Iterable[int] = (401,),
         hosts: Iterable[str] | None = None,
         refresh_if: RefreshPredicate | Literal["auto"] | None = "auto",
     ) -> None:
+        if client is not None and not isinstance(client, ConnectClient):
+            raise TypeError("client must be a connect_auth.ConnectClient or None")
+        if validity_buffer_ms is None and client is not None:
+            validity_buffer_ms = client.validity_buffer_ms
         # Built once: the cache-hit path only adds the credential digest.
         self.request = TokenRequest.build(
             connector,
@@ -223,10 +227,7 @@ class ConnectAuthBase:
             authorization_details=authorization_details,
             validity_buffer_ms=validity_buffer_ms,
         )
-        if vercel_token is not None and (not isinstance(vercel_token, str) or not vercel_token):
-            raise ValueError("vercel_token must be a non-empty string or None")
-        if client is not None and not isinstance(client, ConnectClient):
-            raise TypeError("client must be a connect_auth.ConnectClient or None")
+        self.vercel_token = credential_arg(vercel_token)
         if isinstance(refresh_on, int | str):
             raise TypeError("refresh_on must be a collection of status codes, e.g. (401,)")
         codes = frozenset(refresh_on)
@@ -238,7 +239,6 @@ class ConnectAuthBase:
         auto = isinstance(refresh_if, str) and refresh_if == "auto"
         if refresh_if is not None and not auto and not callable(refresh_if):
             raise TypeError("refresh_if must be a callable (status, body) -> bool, 'auto' or None")
-        self.vercel_token = hidden(vercel_token)
         self._client = client
         self.refresh_on = codes
         self.hosts = allowed

@@ -14,7 +14,7 @@ from ._authorize import (
 )
 from ._client import ConnectClient
 from ._engine import SharedCache
-from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse
+from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse, VercelToken
 
 __all__ = [
     "aexperimental_start_installation",
@@ -124,7 +124,7 @@ def revoke_token(
     *,
     subject: SubjectLike,
     installation_id: str | None = None,
-    vercel_token: str | None = None,
+    vercel_token: VercelToken | None = None,
 ) -> None:
     """Revoke a subject's tokens and evict them (see `ConnectClient.revoke_token`)."""
     default_client().revoke_token(
@@ -137,7 +137,7 @@ async def arevoke_token(
     *,
     subject: SubjectLike,
     installation_id: str | None = None,
-    vercel_token: str | None = None,
+    vercel_token: VercelToken | None = None,
 ) -> None:
     """Async `revoke_token`."""
     await default_client().arevoke_token(
@@ -185,13 +185,15 @@ async def aexperimental_start_installation(
     return await default_client().aexperimental_start_installation(connector, **options)
 
 
-def get_connector_metadata(connector: str, *, vercel_token: str | None = None) -> ConnectorMetadata:
+def get_connector_metadata(
+    connector: str, *, vercel_token: VercelToken | None = None
+) -> ConnectorMetadata:
     """A connector's public description (see `ConnectClient.get_connector_metadata`)."""
     return default_client().get_connector_metadata(connector, vercel_token=vercel_token)
 
 
 async def aget_connector_metadata(
-    connector: str, *, vercel_token: str | None = None
+    connector: str, *, vercel_token: VercelToken | None = None
 ) -> ConnectorMetadata:
     """Async `get_connector_metadata`."""
     return await default_client().aget_connector_metadata(connector, vercel_token=vercel_token)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from ._config import unambiguous_url
-from ._models import ConnectorRef, TokenRequest, check_connector, token_param_fields
+from ._models import ConnectorRef, TokenRequest, VercelToken, check_connector, token_param_fields
 from ._protocol import invalid_answer, json_object
 
 __all__ = [
@@ -92,7 +92,7 @@ class _FlowOptions(TypedDict, total=False):
     scopes: Sequence[str] | None
     resources: Sequence[str] | None
     authorization_details: Sequence[Mapping[str, Any]] | None
-    vercel_token: str | None
+    vercel_token: VercelToken | None
 
 
 class StartAuthorizationOptions(_FlowOptions, total=False):

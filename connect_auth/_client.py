@@ -34,11 +34,13 @@ from ._models import (
     TokenParamsOptions,
     TokenRequest,
     TokenResponse,
+    VercelToken,
+    check_buffer,
     check_connector,
     subject_type,
 )
 from ._observe import Report
-from ._oidc import Credential, hidden
+from ._oidc import Credential, credential_arg
 from ._protocol import connector_path
 from ._retry import RetryPolicy
 from ._wire import CallPlan, ConnectWire, accept_any, parse_token
@@ -60,9 +62,12 @@ class ConnectClient:
     """A Vercel Connect client with its own token cache; sync and async in one object.
 
     Args:
-        vercel_token: the Vercel credential to use when a call passes none. By
-            default it is looked up per call (request scope, ``VERCEL_OIDC_TOKEN``,
-            ``.env.local``), since it rotates.
+        vercel_token: the Vercel credential to use when a call passes none: a
+            string, or a function returning one (sync, or async for the async API),
+            called each time a request is sent to Connect (never on a cache hit), for
+            long-lived clients and runtimes off Vercel. By default it is looked up per
+            call (request scope, ``VERCEL_OIDC_TOKEN``, ``.env.local``), since it
+            rotates.
         base_url: the Connect API origin; see `resolve_base_url` rules.
         region: a Vercel region id, giving ``https://api-<region>.vercel.com``.
         timeout: seconds one HTTP attempt may take in all (connect, send and
@@ -80,6 +85,8 @@ class ConnectClient:
         shared_cache: a cache shared with other processes, such as
             `connect_auth.redis.RedisTokenCache`: asked on a local miss
             before Connect, so a fleet fetches each token once.
+        validity_buffer_ms: the ``validity_buffer_ms`` of every call that passes
+            none (default: each call's own, else 30 s on the cache side).
 
     Sync calls fetch in the calling thread; async calls fetch on the caller's
     own event loop (asyncio or trio), with no thread pool. One fetch per cache
@@ -91,7 +98,7 @@ class ConnectClient:
     def __init__(
         self,
         *,
-        vercel_token: str | None = None,
+        vercel_token: VercelToken | None = None,
         base_url: str | None = None,
         region: str | None = None,
         timeout: float = 10.0,
@@ -102,11 +109,17 @@ class ConnectClient:
         async_transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         shared_cache: SharedCache | None = None,
+        validity_buffer_ms: float | None = None,
     ) -> None:
         if shared_cache is not None and not callable(getattr(shared_cache, "fetch", None)):
             raise TypeError("shared_cache must be a shared token cache such as RedisTokenCache")
-        if vercel_token is not None and (not isinstance(vercel_token, str) or not vercel_token):
-            raise ValueError("vercel_token must be a non-empty string or None")
+        vercel_token = credential_arg(vercel_token)
+        #: The validity buffer of calls that pass none (None: each call's own).
+        self.validity_buffer_ms = check_buffer(validity_buffer_ms)
+        if self.validity_buffer_ms is not None:
+            # Every call then goes through `_split`, which adds the buffer: `_serve`'s
+            # fast path is for calls with no options at all.
+            self._serve = self._serve_with_options  # type: ignore[method-assign]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -132,7 +145,7 @@ class ConnectClient:
         self._engine = TokenEngine(
             fetch=self._fetch,
             afetch=self._afetch,
-            vercel_token=hidden(vercel_token),
+            vercel_token=vercel_token,
             cache_size=cache_size,
             refresh_ahead_ms=float(refresh_ahead_ms),
             # Every fetch ends within the retry deadline plus one attempt; the rest is
@@ -174,11 +187,18 @@ class ConnectClient:
     ) -> TokenResponse:
         """`get_token_response` with its options as a dict (the module functions' path)."""
         if options:
-            request, vercel_token, force = _split(connector, subject, options)
-            return self._engine.token_for(request, vercel_token, force_refresh=force)
+            return self._serve_with_options(connector, subject, options)
         request = _request_for(connector, subject, options)
         hit = self._engine.cached(request)  # the common call, one frame shorter
         return hit if hit is not None else self._engine.fetch(request, None, False)
+
+    def _serve_with_options(
+        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+    ) -> TokenResponse:
+        request, vercel_token, force, no_cache = _split(
+            connector, subject, options, self.validity_buffer_ms
+        )
+        return self._engine.token_for(request, vercel_token, force_refresh=force, no_cache=no_cache)
 
     async def aget_token(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
@@ -190,8 +210,15 @@ class ConnectClient:
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
     ) -> TokenResponse:
         """Async `get_token_response`."""
-        request, vercel_token, force = _split(connector, subject, options)  # type: ignore[arg-type]
-        return await self._engine.atoken_for(request, vercel_token, force_refresh=force)
+        request, vercel_token, force, no_cache = _split(
+            connector,
+            subject,
+            options,  # type: ignore[arg-type]
+            self.validity_buffer_ms,
+        )
+        return await self._engine.atoken_for(
+            request, vercel_token, force_refresh=force, no_cache=no_cache
+        )
 
     def delete_token_cache_entry(
         self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
@@ -199,7 +226,7 @@ class ConnectClient:
         """Remove the cache entries that `get_token` would use for these arguments, under
         every Vercel credential this client has used; no-op if absent. Needs no
         credential, so it works after the one in use expired."""
-        request, vercel_token, _ = _split(connector, subject, options)  # type: ignore[arg-type]
+        request, vercel_token, _, _ = _split(connector, subject, options)  # type: ignore[arg-type]
         digests = self._engine.delete_request(request.key)
         if self._shared is not None:
             with contextlib.suppress(OidcTokenError):  # no credential now: the known ones
@@ -219,7 +246,7 @@ class ConnectClient:
         *,
         subject: SubjectLike,
         installation_id: str | None = None,
-        vercel_token: str | None = None,
+        vercel_token: VercelToken | None = None,
     ) -> None:
         """Revoke the subject's tokens at Connect, then evict them from the cache.
 
@@ -228,7 +255,7 @@ class ConnectClient:
         installation or credential; a failed revoke leaves the cache untouched.
         """
         request, path, body, cred = self._revocation(
-            connector, subject, installation_id, hidden(vercel_token)
+            connector, subject, installation_id, credential_arg(vercel_token)
         )
         self._wire.call("DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request))
         self._evict_subject(request)
@@ -241,11 +268,11 @@ class ConnectClient:
         *,
         subject: SubjectLike,
         installation_id: str | None = None,
-        vercel_token: str | None = None,
+        vercel_token: VercelToken | None = None,
     ) -> None:
         """Async `revoke_token`, on the caller's event loop."""
         request, path, body, cred = self._revocation(
-            connector, subject, installation_id, hidden(vercel_token)
+            connector, subject, installation_id, credential_arg(vercel_token)
         )
         await self._wire.acall(
             "DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request)
@@ -331,7 +358,7 @@ class ConnectClient:
         return await self._wire.acall(*self._install_call(connector, dict(options)))
 
     def get_connector_metadata(
-        self, connector: str, *, vercel_token: str | None = None
+        self, connector: str, *, vercel_token: VercelToken | None = None
     ) -> ConnectorMetadata:
         """A connector's public description (name, type, vendor configuration).
 
@@ -346,7 +373,7 @@ class ConnectClient:
         return self._wire.call(*self._metadata_call(connector, vercel_token))
 
     async def aget_connector_metadata(
-        self, connector: str, *, vercel_token: str | None = None
+        self, connector: str, *, vercel_token: VercelToken | None = None
     ) -> ConnectorMetadata:
         """Async `get_connector_metadata`."""
         return await self._wire.acall(*self._metadata_call(connector, vercel_token))
@@ -518,7 +545,7 @@ class ConnectClient:
         self, connector: str, subject: SubjectLike, options: dict[str, Any]
     ) -> CallPlan[AuthorizationRequest]:
         """What `start_authorization` sends, validated before any I/O."""
-        vercel_token = hidden(options.pop("vercel_token", None))
+        vercel_token = credential_arg(options.pop("vercel_token", None))
         flow = {k: options.pop(k, None) for k in _AUTHORIZE_FLOW}
         request = TokenRequest.build(connector, subject=subject, **options)
         body = authorize_body(request, os.environ, **flow)
@@ -537,7 +564,7 @@ class ConnectClient:
         self, connector: str, options: dict[str, Any]
     ) -> CallPlan[AuthorizationRequest]:
         """What `experimental_start_installation` sends, validated before any I/O."""
-        vercel_token = hidden(options.pop("vercel_token", None))
+        vercel_token = credential_arg(options.pop("vercel_token", None))
         body = install_body(connector, os.environ, **options)
         path = connector_path("/v1/connect/install/", connector)
         return (
@@ -547,11 +574,11 @@ class ConnectClient:
         )  # fmt: skip
 
     def _metadata_call(
-        self, connector: str, vercel_token: str | None
+        self, connector: str, vercel_token: VercelToken | None
     ) -> CallPlan[ConnectorMetadata]:
         check_connector(connector)
         path = connector_path("/v1/connect/connectors/", connector)
-        cred = self._engine.credential(hidden(vercel_token))
+        cred = self._engine.credential(credential_arg(vercel_token))
         report = Report("get_connector_metadata", connector)
         return "GET", path, None, cred, _read_metadata, "Failed to get connector", report
 
@@ -622,16 +649,25 @@ def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:
 
 
 def _split(
-    connector: str, subject: SubjectLike, options: dict[str, Any]
-) -> tuple[TokenRequest, str | None, bool]:
-    """Separate call options (credential, force) from request params and validate them."""
+    connector: str,
+    subject: SubjectLike,
+    options: dict[str, Any],
+    default_buffer: float | None = None,
+) -> tuple[TokenRequest, str | None, bool, bool]:
+    """Separate call options (credential, force, no_cache) from request params and
+    validate them; ``default_buffer`` is the client's validity buffer."""
+    if default_buffer is not None and options.get("validity_buffer_ms") is None:
+        options = {**options, "validity_buffer_ms": default_buffer}
     if not options:
-        return _request_for(connector, subject, options), None, False
-    vercel_token = hidden(options.pop("vercel_token", None))  # out of the caller's dict
+        return _request_for(connector, subject, options), None, False, False
+    vercel_token = credential_arg(options.pop("vercel_token", None))  # out of the caller's dict
     force = options.pop("force_refresh", False)
+    no_cache = options.pop("no_cache", False)
     if not isinstance(force, bool):
         raise TypeError("force_refresh must be True or False")
-    return _request_for(connector, subject, options), vercel_token, force
+    if not isinstance(no_cache, bool):
+        raise TypeError("no_cache must be True or False")
+    return _request_for(connector, subject, options), vercel_token, force, no_cache
 
 
 _requests_seen: dict[Hashable, TokenRequest] = {}

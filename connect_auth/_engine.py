@@ -53,10 +53,14 @@ class Flight(NamedTuple):
     leader: bool
     newer_than: float = 0.0
     refused: str | None = None
+    store: bool = True  # False: ``no_cache``, its token goes to its callers only
 
     @property
     def reason(self) -> str:
-        """Why this fetch runs: ``forced``, ``refresh_ahead``, ``refused`` or ``miss``."""
+        """Why this fetch runs: ``no_cache``, ``forced``, ``refresh_ahead``, ``refused``
+        or ``miss``."""
+        if not self.store:
+            return "no_cache"
         if self.newer_than == math.inf:
             return "forced"
         if self.newer_than > 0:
@@ -194,43 +198,63 @@ class TokenEngine:
         return entry.response
 
     def token_for(
-        self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
+        self,
+        request: TokenRequest,
+        vercel_token: str | None = None,
+        *,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> TokenResponse:
-        """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
-        if not force_refresh and (hit := self.cached(request, vercel_token)) is not None:
+        """Serve ``request`` from the cache or a shared fetch, blocking this thread.
+        ``no_cache``: always from Connect (one fetch for identical concurrent calls),
+        and the cache is left as it was."""
+        if (
+            not (force_refresh or no_cache)
+            and (hit := self.cached(request, vercel_token)) is not None
+        ):
             return hit
-        return self.fetch(request, vercel_token, force_refresh)
+        return self.fetch(request, vercel_token, force_refresh, no_cache)
 
     def fetch(
-        self, request: TokenRequest, vercel_token: str | None, force_refresh: bool
+        self,
+        request: TokenRequest,
+        vercel_token: str | None,
+        force_refresh: bool,
+        no_cache: bool = False,
     ) -> TokenResponse:
         """`token_for` after `cached` found nothing: a hit after all, or a shared fetch."""
-        return drive(self._serving(request, vercel_token, force_refresh), self._run)
+        return drive(self._serving(request, vercel_token, force_refresh, not no_cache), self._run)
 
     async def atoken_for(
-        self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
+        self,
+        request: TokenRequest,
+        vercel_token: str | None = None,
+        *,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> TokenResponse:
         """Serve ``request`` from the cache or a shared fetch, on this event loop."""
         if (
-            not force_refresh
+            not (force_refresh or no_cache)
             and (hit := self.cached(request, vercel_token, on_loop=True)) is not None
         ):
             return hit
-        return await adrive(self._serving(request, vercel_token, force_refresh), self._arun)
+        serving = self._serving(request, vercel_token, force_refresh, not no_cache)
+        return await adrive(serving, self._arun)
 
     def _serving(
-        self, request: TokenRequest, vercel_token: str | None, force: bool
+        self, request: TokenRequest, vercel_token: str | None, force: bool, store: bool = True
     ) -> Generator[Flight, TokenResponse, TokenResponse]:
         """How a call that `cached` did not serve is served, I/O-free: a hit after all,
         or the flights to lead or wait for (yielded to the driver, which sends back
         their tokens)."""
-        found = self._join(request, vercel_token, force)
+        found = self._join(request, vercel_token, force, store)
         if not isinstance(found, Flight):
             return found
         response = yield found
         if self._usable(found, response):
             return response
-        again = self._join(request, vercel_token, True)  # forced: always a flight
+        again = self._join(request, vercel_token, True, store)  # forced: always a flight
         assert isinstance(again, Flight)
         return (yield again)  # once: whatever it brings
 
@@ -341,13 +365,22 @@ class TokenEngine:
     # -- flights ------------------------------------------------------------------
 
     def _join(
-        self, request: TokenRequest, vercel_token: str | None, force: bool
+        self, request: TokenRequest, vercel_token: str | None, force: bool, store: bool = True
     ) -> TokenResponse | Flight:
         """After `cached` missed: under the lock, a hit after all (a fetch just finished,
         or the credential is not the one seen last), the in-flight fetch to wait on, or
-        a new one to lead."""
+        a new one to lead. A fetch that stores nothing (``no_cache``) is shared only with
+        calls like it: its flight key has a digest of its own."""
         now = self._clock()
         cred = self.credential(vercel_token)
+        if not store:
+            key = (request.key, cred.digest + _NO_CACHE)
+            with self._lock:
+                future = self._flights.get(key)
+                if future is not None:
+                    return Flight(future, key, request, cred, leader=False, store=False)
+                future = self._flights[key] = Future()
+                return Flight(future, key, request, cred, True, store=False)
         key = (request.key, cred.digest)
         now_ms = now * 1000.0
         with self._lock:
@@ -373,7 +406,7 @@ class TokenEngine:
     def _lead(self, flight: Flight) -> None:
         """Run the fetch in this thread; its outcome goes to the flight's future."""
         with self._settling(flight), reporting(self._report(flight)):
-            if self._shared is None:
+            if self._shared is None or not flight.store:
                 response = self._fetch(flight.request, flight.cred)
             else:
                 response = self._shared.fetch(flight, self._fetch)
@@ -383,7 +416,7 @@ class TokenEngine:
         """`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
         with self._settling(flight), reporting(self._report(flight)):
-            if self._shared is None:
+            if self._shared is None or not flight.store:
                 response = await self._afetch(flight.request, flight.cred)
             else:
                 response = await self._shared.afetch(flight, self._afetch)
@@ -397,7 +430,7 @@ class TokenEngine:
             flight.request.connector,
             subject_type=subject_type(flight.request.params.subject),
             reason=flight.reason,
-            source="connect" if self._shared is None else "shared_cache",
+            source="connect" if self._shared is None or not flight.store else "shared_cache",
         )
 
     @contextlib.contextmanager
@@ -418,7 +451,11 @@ class TokenEngine:
         now_ms = self._clock() * 1000.0
         with self._lock:
             # A token already inside the buffer is handed out once, never cached.
-            if is_fresh(response.expires_at, now_ms, buffer) and flight.future not in self._revoked:
+            if (
+                flight.store
+                and is_fresh(response.expires_at, now_ms, buffer)
+                and flight.future not in self._revoked
+            ):
                 when = refresh_at(response.expires_at, now_ms, buffer, self._ahead)
                 self._cache.put(flight.key, Entry(response, when))
             self._end(flight)
@@ -506,6 +543,8 @@ class TokenEngine:
 
 
 _REFUSED_MAX = 256
+#: Appended to the credential digest in the flight key of a ``no_cache`` fetch.
+_NO_CACHE = "#no_cache"
 _NO_MEMO: Any = (None, None, None)
 _MEMO_MAX = 256
 

@@ -10,7 +10,7 @@ import datetime
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
@@ -36,6 +36,8 @@ __all__ = [
     "TokenResponse",
     "UserSubject",
     "UserSubjectDict",
+    "VercelToken",
+    "check_buffer",
     "check_connector",
     "coerce_subject",
     "subject_type",
@@ -254,7 +256,7 @@ class TokenParams:
         scp = _string_list("scopes", scopes)
         res = _string_list("resources", resources)
         details = _authorization_details(authorization_details)
-        buffer = _buffer(validity_buffer_ms)
+        buffer = check_buffer(validity_buffer_ms)
         key = (
             _subject_key(subj),
             inst,
@@ -282,6 +284,11 @@ class TokenParams:
         return body
 
 
+#: What a ``vercel_token`` argument may be: the credential, or a function giving it
+#: each time a request is sent to Connect (sync, or async for the async API).
+VercelToken: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
+
+
 class TokenParamsOptions(TypedDict, total=False):
     """Keyword options that shape a token request (all optional)."""
 
@@ -291,13 +298,14 @@ class TokenParamsOptions(TypedDict, total=False):
     resources: Sequence[str] | None
     authorization_details: Sequence[Mapping[str, Any]] | None
     validity_buffer_ms: float | None
-    vercel_token: str | None
+    vercel_token: VercelToken | None
 
 
 class TokenOptions(TokenParamsOptions, total=False):
-    """`TokenParamsOptions` plus ``force_refresh``."""
+    """`TokenParamsOptions` plus ``force_refresh`` and ``no_cache``."""
 
     force_refresh: bool
+    no_cache: bool
 
 
 class RequestKey:
@@ -510,7 +518,8 @@ def _authorization_details(value: object) -> tuple[Mapping[str, Any], ...] | Non
     return tuple(out)
 
 
-def _buffer(value: object) -> float | None:
+def check_buffer(value: object) -> float | None:
+    """A ``validity_buffer_ms`` checked: None, or a finite number >= 0."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -15,9 +15,11 @@ import binascii
 import contextlib
 import datetime
 import hashlib
+import inspect
 import io
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -29,6 +31,9 @@ from ._protocol import header_safe
 __all__ = [
     "Credential",
     "SecretStr",
+    "TokenSource",
+    "asend_value",
+    "credential_arg",
     "dotenv_folders",
     "hidden",
     "jwt_claims",
@@ -37,6 +42,7 @@ __all__ = [
     "parse_dotenv",
     "recent_credential",
     "resolve_credential",
+    "send_value",
 ]
 
 _ENV = "VERCEL_OIDC_TOKEN"
@@ -61,6 +67,92 @@ class SecretStr(str):
 def hidden(value: str | None) -> str | None:
     """``value`` as a `SecretStr` (``None`` stays ``None``)."""
     return value if value is None or type(value) is SecretStr else SecretStr(value)
+
+
+class TokenSource(SecretStr):
+    """A ``vercel_token`` given as a function, standing in for its credential.
+
+    It is a string, unique per function, so the cache keys its tokens under it and
+    the cache-hit path treats it like any explicit credential without calling the
+    function; `send_value` calls the function when a request to Connect is sent.
+    """
+
+    source: Callable[[], object]  # (a str subclass cannot have slots of its own)
+
+    def __new__(cls, source: Callable[[], object]) -> TokenSource:
+        made = super().__new__(cls, f"connect_auth-token-source:{uuid.uuid4().hex}")
+        made.source = source
+        return made
+
+    def __repr__(self) -> str:
+        return "<vercel_token function>"
+
+
+_sources: dict[Callable[[], object], TokenSource] = {}
+_SOURCES_MAX = 256
+
+
+def credential_arg(value: object, name: str = "vercel_token") -> str | None:
+    """A ``vercel_token`` argument checked: None, a `SecretStr`, or the `TokenSource`
+    of a function (one per function: equal bound methods share theirs)."""
+    if value is None or type(value) is TokenSource:
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise ValueError(f"{name} must be a non-empty string, a function or None")
+        return hidden(value)
+    if callable(value):
+        found = _sources.get(value)
+        if found is None:
+            if len(_sources) >= _SOURCES_MAX:
+                _sources.clear()
+            found = _sources[value] = TokenSource(value)
+        return found
+    raise TypeError(
+        f"{name} must be a string, a function returning one, or None, not {type(value).__name__}"
+    )
+
+
+def send_value(cred: Credential, *, now: float) -> Credential:
+    """The credential to put on a request: a `TokenSource`'s function is called now
+    (it must be a sync function here) and its answer checked like any credential."""
+    if type(cred.value) is not TokenSource:
+        return cred
+    value = cred.value.source()
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()  # a coroutine never awaited warns
+        raise TypeError(
+            "vercel_token is an async function: call the async API (aget_token, "
+            "arevoke_token, ...) or pass a sync function"
+        )
+    return _sent(value, cred.digest, now)
+
+
+async def asend_value(cred: Credential, *, now: float) -> Credential:
+    """`send_value` for async calls: the function may be sync or async."""
+    if type(cred.value) is not TokenSource:
+        return cred
+    value = cred.value.source()
+    if inspect.isawaitable(value):
+        value = await value
+    return _sent(value, cred.digest, now)
+
+
+def _sent(value: object, digest: str, now: float) -> Credential:
+    source = "the vercel_token function"
+    if not isinstance(value, str) or not value.strip():
+        raise OidcTokenError(
+            f"{source} returned {type(value).__name__}, not a non-empty string",
+            code="oidc_token_missing",
+        )
+    value = SecretStr(value.strip())
+    _check_credential(value, source)
+    exp = _jwt_exp(value)
+    if exp is not None and exp <= now:
+        raise OidcTokenError(f"{source} returned an expired token", code="oidc_token_expired")
+    return Credential(value, digest)
 
 
 class Credential(NamedTuple):
@@ -135,6 +227,8 @@ def resolve_credential(
                 if refresh is None:
                     raise
                 return _refreshed(refresh, now, missing)
+    elif type(explicit) is TokenSource:
+        return _facts_of(explicit)[0]  # its function is called when a request is sent
     else:
         value, source = explicit, "the vercel_token argument"
     last = _last

@@ -26,7 +26,7 @@ import httpx
 from ._errors import ConnectError, ConnectResponseError
 from ._models import TokenResponse
 from ._observe import Report, current_report, reporting
-from ._oidc import Credential
+from ._oidc import Credential, asend_value, send_value
 from ._pools import LoopPools
 from ._protocol import (
     TRANSIENT_STATUSES,
@@ -107,7 +107,7 @@ class ConnectWire:
         fallback: str,
     ) -> T:
         http = self._client()
-        content, headers, auth = _encode(body, cred)
+        content, headers, auth = _encode(body, send_value(cred, now=time.time()))
         counted = _counting()
 
         def attempt(seconds_left: float) -> T:
@@ -155,6 +155,7 @@ class ConnectWire:
         ok: OnSuccess[T],
         fallback: str,
     ) -> T:
+        cred = await asend_value(cred, now=time.time())
         content, headers, auth = _encode(body, cred)
         counted = _counting()
         async with self._aclient() as http:
