@@ -186,17 +186,21 @@ async def aexperimental_start_installation(
 
 
 def get_connector_metadata(
-    connector: str, *, vercel_token: VercelToken | None = None
+    connector: str, *, vercel_token: VercelToken | None = None, region: str | None = None
 ) -> ConnectorMetadata:
     """A connector's public description (see `ConnectClient.get_connector_metadata`)."""
-    return default_client().get_connector_metadata(connector, vercel_token=vercel_token)
+    return default_client().get_connector_metadata(
+        connector, vercel_token=vercel_token, region=region
+    )
 
 
 async def aget_connector_metadata(
-    connector: str, *, vercel_token: VercelToken | None = None
+    connector: str, *, vercel_token: VercelToken | None = None, region: str | None = None
 ) -> ConnectorMetadata:
     """Async `get_connector_metadata`."""
-    return await default_client().aget_connector_metadata(connector, vercel_token=vercel_token)
+    return await default_client().aget_connector_metadata(
+        connector, vercel_token=vercel_token, region=region
+    )
 
 
 def wait_for_authorization(

@@ -41,6 +41,8 @@ class AuthorizationRequest:
         device_code: the code the user types at ``url`` in the device-code flow.
         expires_at: when the request lapses, in milliseconds since the epoch.
         connector: the connector the request is for, when Connect says.
+        extra: every other field of Connect's answer, as sent (such as
+            ``displayName``).
     """
 
     url: str
@@ -49,6 +51,7 @@ class AuthorizationRequest:
     device_code: str | None = None
     expires_at: int | None = None
     connector: ConnectorRef | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class _FlowOptions(TypedDict, total=False):
     resources: Sequence[str] | None
     authorization_details: Sequence[Mapping[str, Any]] | None
     vercel_token: VercelToken | None
+    region: str | None
 
 
 class StartAuthorizationOptions(_FlowOptions, total=False):
@@ -267,7 +271,14 @@ def parse_authorization_request(
         device_code=device,
         expires_at=None if expires_at is None else int(expires_at),
         connector=_connector(data.get("connector"), bad),
+        extra={k: v for k, v in data.items() if k not in _AUTHORIZATION_FIELDS},
     )
+
+
+_AUTHORIZATION_FIELDS = frozenset(
+    {"url", "request", "verifier", "deviceCode", "expiresAt", "connector"}
+)
+_CONNECTOR_FIELDS = frozenset({"id", "uid", "type", "name", "service", "serviceName"})
 
 
 def _connector(value: object, bad: Any) -> ConnectorRef | None:
@@ -277,9 +288,19 @@ def _connector(value: object, bad: Any) -> ConnectorRef | None:
         isinstance(value.get(k), str) for k in ("id", "uid", "type")
     ):
         raise bad("'connector' must be an object with string 'id', 'uid' and 'type'")
-    name = value.get("name")
+
+    def text(name: str) -> str | None:
+        found = value.get(name)
+        return found if isinstance(found, str) else None
+
     return ConnectorRef(
-        value["id"], value["uid"], value["type"], name if isinstance(name, str) else None
+        value["id"],
+        value["uid"],
+        value["type"],
+        text("name"),
+        service=text("service"),
+        service_name=text("serviceName"),
+        extra={k: v for k, v in value.items() if k not in _CONNECTOR_FIELDS},
     )
 
 

@@ -134,6 +134,7 @@ class ConnectClient:
                 f"got {refresh_ahead_ms!r}"
             )
         self.base_url = resolve_base_url(base_url, region, os.environ)
+        self._explicit_base_url = base_url
         retry = retry if retry is not None else RetryPolicy()
         self._wire = ConnectWire(
             self.base_url,
@@ -309,6 +310,8 @@ class ConnectClient:
                 - ``installation_id``, ``audience``, ``scopes``, ``resources``,
                   ``authorization_details``: as for `get_token` (scopes default to ``["*"]``).
                 - ``vercel_token``: the Vercel credential for this call.
+                - ``region``: a Vercel region id for this call, as for
+                  `get_connector_metadata`.
 
         Returns:
             The `AuthorizationRequest`; its ``repr`` hides the ``verifier``.
@@ -337,7 +340,7 @@ class ConnectClient:
         Args:
             connector: the connector uid or id.
             **options: every one optional: ``callback_url``, ``webhook``,
-                ``device_code``, ``expires_in_ms``, ``vercel_token`` as for
+                ``device_code``, ``expires_in_ms``, ``vercel_token``, ``region`` as for
                 `start_authorization`; ``tenant_id``: the provider tenant to install
                 into; ``installation_id``, ``audience``, ``scopes``, ``resources``,
                 ``authorization_details``: sent only when given (no default scopes).
@@ -358,25 +361,36 @@ class ConnectClient:
         return await self._wire.acall(*self._install_call(connector, dict(options)))
 
     def get_connector_metadata(
-        self, connector: str, *, vercel_token: VercelToken | None = None
+        self,
+        connector: str,
+        *,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> ConnectorMetadata:
         """A connector's public description (name, type, vendor configuration).
 
         Args:
             connector: the connector uid or id.
             vercel_token: the Vercel credential for this call (default: looked up).
+            region: a Vercel region id for this call (``https://api-<region>.vercel.com``),
+                unless the client was given a ``base_url`` (or ``CONNECT_AUTH_BASE_URL``
+                is set); ``""`` is the global host.
 
         Raises:
             ConnectorNotFoundError: no such connector.
             ConnectError: any other refusal.
         """
-        return self._wire.call(*self._metadata_call(connector, vercel_token))
+        return self._wire.call(*self._metadata_call(connector, vercel_token, region))
 
     async def aget_connector_metadata(
-        self, connector: str, *, vercel_token: VercelToken | None = None
+        self,
+        connector: str,
+        *,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> ConnectorMetadata:
         """Async `get_connector_metadata`."""
-        return await self._wire.acall(*self._metadata_call(connector, vercel_token))
+        return await self._wire.acall(*self._metadata_call(connector, vercel_token, region))
 
     def wait_for_authorization(
         self,
@@ -546,6 +560,7 @@ class ConnectClient:
     ) -> CallPlan[AuthorizationRequest]:
         """What `start_authorization` sends, validated before any I/O."""
         vercel_token = credential_arg(options.pop("vercel_token", None))
+        base_url = self._region_base_url(options.pop("region", None))
         flow = {k: options.pop(k, None) for k in _AUTHORIZE_FLOW}
         request = TokenRequest.build(connector, subject=subject, **options)
         body = authorize_body(request, os.environ, **flow)
@@ -557,7 +572,7 @@ class ConnectClient:
         )
         return (
             "POST", path, body, self._engine.credential(vercel_token),
-            _read_authorization, "Failed to start authorization", report,
+            _read_authorization, "Failed to start authorization", report, base_url,
         )  # fmt: skip
 
     def _install_call(
@@ -565,22 +580,33 @@ class ConnectClient:
     ) -> CallPlan[AuthorizationRequest]:
         """What `experimental_start_installation` sends, validated before any I/O."""
         vercel_token = credential_arg(options.pop("vercel_token", None))
+        base_url = self._region_base_url(options.pop("region", None))
         body = install_body(connector, os.environ, **options)
         path = connector_path("/v1/connect/install/", connector)
         return (
             "POST", path, body, self._engine.credential(vercel_token),
             _read_authorization, "Failed to start installation",
-            Report("start_installation", connector),
+            Report("start_installation", connector), base_url,
         )  # fmt: skip
 
     def _metadata_call(
-        self, connector: str, vercel_token: VercelToken | None
+        self, connector: str, vercel_token: VercelToken | None, region: str | None
     ) -> CallPlan[ConnectorMetadata]:
         check_connector(connector)
+        base_url = self._region_base_url(region)
         path = connector_path("/v1/connect/connectors/", connector)
         cred = self._engine.credential(credential_arg(vercel_token))
         report = Report("get_connector_metadata", connector)
-        return "GET", path, None, cred, _read_metadata, "Failed to get connector", report
+        return (
+            "GET", path, None, cred, _read_metadata, "Failed to get connector", report, base_url
+        )  # fmt: skip
+
+    def _region_base_url(self, region: str | None) -> str | None:
+        """The origin of a call made with its own ``region`` (None: the client's). A
+        ``base_url`` the client was given, or ``CONNECT_AUTH_BASE_URL``, still wins."""
+        if region is None:
+            return None
+        return resolve_base_url(self._explicit_base_url, region, os.environ)
 
     def _evict_subject(self, request: TokenRequest) -> None:
         connector, subject_key = request.connector, request.key.subject_key

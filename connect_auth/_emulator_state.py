@@ -466,7 +466,10 @@ class EmulatorState:
                     "uid": spec.uid,
                     "type": spec.type,
                     "name": spec.name or spec.uid,
+                    "service": spec.type,
+                    "serviceName": spec.type.capitalize(),
                 },
+                "displayName": spec.name or spec.uid,
             }
             if device:
                 answer["deviceCode"] = device

@@ -402,12 +402,18 @@ class ConnectorRef:
         uid: the connector's uid, such as ``slack/acme-slack``.
         type: the provider kind, such as ``slack`` or ``github``.
         name: the connector's display name, when Connect sends one.
+        service: the provider service, when Connect sends one.
+        service_name: the provider service's display name, when Connect sends one.
+        extra: every other field of the answer's ``connector`` object, as sent.
     """
 
     id: str
     uid: str
     type: str
     name: str | None = None
+    service: str | None = None
+    service_name: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

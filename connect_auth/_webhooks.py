@@ -86,8 +86,8 @@ class WebhookClaims:
 
 @dataclass(frozen=True, slots=True)
 class _Expected:
-    project_id: str
-    environment: str
+    projects: frozenset[str] | None  # None: any ("*")
+    environments: frozenset[str] | None
     owner_id: str | None
     audience: str | None
     issuer: str | None  # None: Vercel's global or team issuer
@@ -97,8 +97,8 @@ class _Expected:
 def verify_connect_webhook(
     headers_or_request: object,
     *,
-    project_id: str | None = None,
-    environment: str | None = None,
+    project_id: str | Sequence[str] | None = None,
+    environment: str | Sequence[str] | None = None,
     owner_id: str | None = None,
     audience: str | None = None,
     issuer: str | None = None,
@@ -110,10 +110,10 @@ def verify_connect_webhook(
         headers_or_request: the request's headers (any mapping; names in any case),
             or a request object with ``.headers`` (httpx, Starlette/FastAPI,
             Django, Flask, requests).
-        project_id: the project the delivery must be for; default
-            ``VERCEL_PROJECT_ID``.
-        environment: the environment it must be for; default ``VERCEL_TARGET_ENV``,
-            then ``VERCEL_ENV``.
+        project_id: the project the delivery must be for: an id, a list of ids, or
+            ``"*"`` for any project; default ``VERCEL_PROJECT_ID``.
+        environment: the environment it must be for: a name, a list of names, or
+            ``"*"`` for any; default ``VERCEL_TARGET_ENV``, then ``VERCEL_ENV``.
         owner_id: the team id the project must belong to (checked when given).
         audience: a value the token's ``aud`` must hold (checked when given).
         issuer: the exact issuer to accept (default ``CONNECT_AUTH_OIDC_ISSUER``, else
@@ -140,8 +140,8 @@ def verify_connect_webhook(
 async def averify_connect_webhook(
     headers_or_request: object,
     *,
-    project_id: str | None = None,
-    environment: str | None = None,
+    project_id: str | Sequence[str] | None = None,
+    environment: str | Sequence[str] | None = None,
     owner_id: str | None = None,
     audience: str | None = None,
     issuer: str | None = None,
@@ -163,8 +163,8 @@ async def averify_connect_webhook(
 
 def _prepare(
     source: object,
-    project_id: str | None,
-    environment: str | None,
+    project_id: str | Sequence[str] | None,
+    environment: str | Sequence[str] | None,
     owner_id: str | None,
     audience: str | None,
     issuer: str | None,
@@ -177,8 +177,8 @@ def _prepare(
 
 
 def _expected(
-    project_id: str | None,
-    environment: str | None,
+    project_id: str | Sequence[str] | None,
+    environment: str | Sequence[str] | None,
     owner_id: str | None,
     audience: str | None,
     issuer: str | None,
@@ -186,29 +186,50 @@ def _expected(
     environ: Mapping[str, str] = os.environ,
 ) -> _Expected:
     """What a delivery must match; unknown project or environment fails closed."""
-    project = project_id or environ.get("VERCEL_PROJECT_ID", "").strip()
-    env = (
-        environment
-        or environ.get("VERCEL_TARGET_ENV", "").strip()
-        or environ.get("VERCEL_ENV", "").strip()
-    )
-    if not project:
-        raise _refused(
-            "the expected project is unknown: pass project_id= or set VERCEL_PROJECT_ID",
-            "webhook_misconfigured",
+    projects = allowed_values("project_id", project_id)
+    if project_id is None:
+        found = environ.get("VERCEL_PROJECT_ID", "").strip()
+        if not found:
+            raise _refused(
+                "the expected project is unknown: pass project_id= or set VERCEL_PROJECT_ID",
+                "webhook_misconfigured",
+            )
+        projects = frozenset({found})
+    environments = allowed_values("environment", environment)
+    if environment is None:
+        found = (
+            environ.get("VERCEL_TARGET_ENV", "").strip() or environ.get("VERCEL_ENV", "").strip()
         )
-    if not env:
-        raise _refused(
-            "the expected environment is unknown: pass environment= or set "
-            "VERCEL_TARGET_ENV or VERCEL_ENV",
-            "webhook_misconfigured",
-        )
+        if not found:
+            raise _refused(
+                "the expected environment is unknown: pass environment= or set "
+                "VERCEL_TARGET_ENV or VERCEL_ENV",
+                "webhook_misconfigured",
+            )
+        environments = frozenset({found})
     chosen_issuer = issuer or environ.get("CONNECT_AUTH_OIDC_ISSUER", "").strip() or None
     if chosen_issuer is not None:
         _check_url("issuer", chosen_issuer)
     url = jwks_url or environ.get("CONNECT_AUTH_JWKS_URL", "").strip() or DEFAULT_JWKS_URL
     _check_url("jwks_url", url)
-    return _Expected(project, env, owner_id, audience, chosen_issuer, url)
+    return _Expected(projects, environments, owner_id, audience, chosen_issuer, url)
+
+
+def allowed_values(name: str, value: object) -> frozenset[str] | None:
+    """``project_id=`` or ``environment=`` as the set of values a delivery may carry:
+    None for ``"*"`` (any) or for None (the environment's, read by the caller)."""
+    if value is None or value == "*":
+        return None
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, Sequence | frozenset | set) or not all(
+        isinstance(v, str) for v in values
+    ):
+        raise TypeError(f"{name} must be a string, a list of strings or '*'")
+    if not values or not all(v.strip() for v in values):
+        raise ValueError(f"{name} must name at least one non-empty value, or be '*' for any")
+    if "*" in values:
+        raise ValueError(f"{name}: '*' means any and stands alone, not in a list")
+    return frozenset(v.strip() for v in values)
 
 
 def _check_url(name: str, url: str) -> None:
@@ -484,9 +505,14 @@ def check_claims(claims: Mapping[str, Any], expected: _Expected, now: float) -> 
         when = _number(claims, name)
         if when is not None and when - LEEWAY > now:
             raise _refused(f"the token's {name} is in the future")
-    if claims.get("project_id") != expected.project_id:
+    project, environment = claims.get("project_id"), claims.get("environment")
+    if not isinstance(project, str) or not project:
+        raise _refused("the token names no project")
+    if not isinstance(environment, str) or not environment:
+        raise _refused("the token names no environment")
+    if expected.projects is not None and project not in expected.projects:
         raise _refused("the token is for another project")
-    if claims.get("environment") != expected.environment:
+    if expected.environments is not None and environment not in expected.environments:
         raise _refused("the token is for another environment")
     if expected.owner_id is not None and claims.get("owner_id") != expected.owner_id:
         raise _refused("the token is for another team")
@@ -498,8 +524,8 @@ def check_claims(claims: Mapping[str, Any], expected: _Expected, now: float) -> 
     owner = claims.get("owner_id")
     subject = claims.get("sub")
     return WebhookClaims(
-        project_id=expected.project_id,
-        environment=expected.environment,
+        project_id=project,
+        environment=environment,
         owner_id=owner if isinstance(owner, str) else None,
         issuer=iss,
         subject=subject if isinstance(subject, str) else None,
@@ -673,6 +699,8 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     for name in ("issuer", "jwks_url"):
         if options.get(name) is not None:
             _check_url(name, options[name])
+    for name in ("project_id", "environment"):
+        allowed_values(name, options.get(name))
     return options
 
 

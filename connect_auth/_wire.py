@@ -43,9 +43,9 @@ log = logging.getLogger("connect_auth.tokens")
 
 T = TypeVar("T")
 OnSuccess = Callable[[httpx.Response], T]
-#: Everything one call sends, how its answer is read and what reports it: the arguments
-#: of `ConnectWire.call`.
-CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str, Report]
+#: Everything one call sends, how its answer is read, what reports it and where it goes
+#: (None: the client's base URL): the arguments of `ConnectWire.call`.
+CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str, Report, str | None]
 
 # Objects a fork left behind in the child: kept referenced so that garbage
 # collection never closes them (a TLS close would write on the parent's socket).
@@ -87,20 +87,22 @@ class ConnectWire:
         ok: OnSuccess[T],
         fallback: str = "Failed to get token",
         report: Report | None = None,
+        base_url: str | None = None,
     ) -> T:
         """Send one call with retries, blocking this thread; ``ok`` reads a 2xx answer.
 
         ``body`` None sends no body (a GET); ``fallback`` starts the message of an
         error that Connect sent without one. ``report``: what reports the call; None
-        for a token fetch, which the engine reports.
+        for a token fetch, which the engine reports. ``base_url``: another origin
+        than the client's (a call's own region).
         """
         with reporting(report):
-            return self._call(method, path, body, cred, ok, fallback)
+            return self._call(method, (base_url or self.base_url) + path, body, cred, ok, fallback)
 
     def _call(
         self,
         method: str,
-        path: str,
+        url: str,
         body: dict[str, Any] | None,
         cred: Credential,
         ok: OnSuccess[T],
@@ -116,14 +118,13 @@ class ConnectWire:
             token = attempt_deadline.set(time.monotonic() + limit)
             try:
                 with http.stream(
-                    method, self.base_url + path, content=content, headers=headers,
-                    auth=auth, timeout=limit,
+                    method, url, content=content, headers=headers, auth=auth, timeout=limit,
                 ) as streamed:  # fmt: skip
                     r = _capped(streamed, up_to_cap(streamed.iter_bytes()))
             except Exception as exc:
-                failure = _failure(method, path, exc)
+                failure = _failure(method, url, exc)
             else:
-                return _outcome(method, path, r, ok, fallback)
+                return _outcome(method, url, r, ok, fallback)
             finally:
                 attempt_deadline.reset(token)
             raise failure  # outside the handler: no link back to httpx's exception
@@ -141,15 +142,17 @@ class ConnectWire:
         ok: OnSuccess[T],
         fallback: str = "Failed to get token",
         report: Report | None = None,
+        base_url: str | None = None,
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
         with reporting(report):
-            return await self._acall(method, path, body, cred, ok, fallback)
+            url = (base_url or self.base_url) + path
+            return await self._acall(method, url, body, cred, ok, fallback)
 
     async def _acall(
         self,
         method: str,
-        path: str,
+        url: str,
         body: dict[str, Any] | None,
         cred: Credential,
         ok: OnSuccess[T],
@@ -166,14 +169,14 @@ class ConnectWire:
                 try:
                     with anyio.fail_after(limit):
                         async with http.stream(
-                            method, self.base_url + path, content=content, headers=headers,
-                            auth=auth, timeout=limit,
+                            method, url, content=content, headers=headers, auth=auth,
+                            timeout=limit,
                         ) as streamed:  # fmt: skip
                             r = _capped(streamed, await _aup_to_cap(streamed))
                 except Exception as exc:
-                    failure = _failure(method, path, exc)
+                    failure = _failure(method, url, exc)
                 else:
-                    return _outcome(method, path, r, ok, fallback)
+                    return _outcome(method, url, r, ok, fallback)
                 raise failure
 
             from ._retrying import arun_with_retries

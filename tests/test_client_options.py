@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import APP, SLACK, fast_retry, run_in_tasks, run_in_threads
+from helpers import APP, SLACK, fast_retry, jwt_like, run_in_tasks, run_in_threads
 
+import connect_auth
 from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient, OidcTokenError
 from connect_auth.httpx import ConnectAuth
@@ -213,3 +214,65 @@ def test_a_client_validity_buffer_applies_to_calls_that_pass_none(
 def test_a_bad_client_validity_buffer_is_refused(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError), match="validity_buffer_ms"):
         ConnectClient(validity_buffer_ms=bad)
+
+
+# -- region per call ---------------------------------------------------------------------------
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    if request.url.path.startswith("/v1/connect/connectors/"):
+        return httpx.Response(200, json={"id": "scl_1", "uid": SLACK, "type": "slack"})
+    return httpx.Response(200, json={"url": "https://x", "request": "r", "verifier": "v"})
+
+
+def test_a_call_region_picks_the_regional_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONNECT_AUTH_BASE_URL", raising=False)
+    monkeypatch.delenv("VERCEL_REGION", raising=False)
+    hosts: list[str] = []
+
+    def connect(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return _answer(request)
+
+    client = ConnectClient(vercel_token=jwt_like("c"), transport=httpx.MockTransport(connect))
+    previous = connect_auth.set_default_client(client)
+    try:
+        client.start_authorization(SLACK, subject=ALICE, region="iad1")
+        client.get_connector_metadata(SLACK, region="fra1")
+        client.experimental_start_installation(SLACK, region="")  # "": the global host
+        connect_auth.start_authorization(SLACK, subject=ALICE, region="sfo1")
+        connect_auth.get_connector_metadata(SLACK, region="hnd1")
+        connect_auth.experimental_start_installation(SLACK, region="cdg1")
+        client.get_connector_metadata(SLACK)  # the client's own
+        with pytest.raises(ValueError, match="region"):
+            client.get_connector_metadata(SLACK, region="not a region")
+    finally:
+        connect_auth.set_default_client(previous)
+        client.close()
+    assert hosts == [
+        "api-iad1.vercel.com",
+        "api-fra1.vercel.com",
+        "api.vercel.com",
+        "api-sfo1.vercel.com",
+        "api-hnd1.vercel.com",
+        "api-cdg1.vercel.com",
+        "api.vercel.com",
+    ]
+
+
+def test_a_client_base_url_wins_over_a_call_region(emulator: ConnectEmulator) -> None:
+    with _client(emulator) as c:
+        assert c.get_connector_metadata(SLACK, region="iad1").uid == SLACK
+    assert emulator.calls[-1].endpoint == "metadata"
+
+
+# -- answers keep what Connect sent ------------------------------------------------------
+
+
+def test_an_authorization_answer_keeps_every_field(emulator: ConnectEmulator) -> None:
+    with _client(emulator) as c:
+        started = c.start_authorization(SLACK, subject={"type": "user", "id": "u_new"})
+    assert started.connector is not None
+    assert (started.connector.service, started.connector.service_name) == ("slack", "Slack")
+    assert started.extra == {"displayName": started.connector.name}
+    assert started.verifier not in repr(started)

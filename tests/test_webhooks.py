@@ -411,3 +411,48 @@ def test_middlewares_refuse_unknown_options() -> None:
         WebhookASGIMiddleware(_wsgi_app, jwks_url="http://keys.example.com/jwks")
     with pytest.raises(ValueError, match="issuer must be an https:// URL"):
         WebhookWSGIMiddleware(_wsgi_app, issuer="oidc.vercel.com")
+
+
+# -- several projects or environments, or any ---------------------------------------------
+
+
+def test_project_and_environment_take_a_list_or_any(emu: ConnectEmulator) -> None:
+    """As the TypeScript verifier: a list of accepted values, or "*" for any; the claims
+    say which one the delivery was for."""
+    preview = emu.oidc_token(project_id="prj_two", environment="preview")
+    claims = _verify(emu, preview, project_id=["prj_one", "prj_two"], environment="*")
+    assert (claims.project_id, claims.environment) == ("prj_two", "preview")
+    claims = _verify(emu, preview, project_id="*", environment=("preview", "production"))
+    assert claims.project_id == "prj_two"
+    with pytest.raises(WebhookVerificationError, match="another project"):
+        _verify(emu, preview, project_id=["prj_one", "prj_three"], environment="*")
+    with pytest.raises(WebhookVerificationError, match="another environment"):
+        _verify(emu, preview, project_id="*", environment=["production"])
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "fragment"),
+    [
+        ([], ValueError, "at least one"),
+        (["prj_one", ""], ValueError, "at least one"),
+        (["*", "prj_one"], ValueError, "stands alone"),
+        ([1, 2], TypeError, "list of strings"),
+        (42, TypeError, "list of strings"),
+    ],
+)
+def test_a_bad_list_is_refused_before_anything(
+    emu: ConnectEmulator, value: Any, error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=fragment):
+        _verify(emu, emu.oidc_token(), project_id=value)
+    with pytest.raises(error, match=fragment):
+        WebhookASGIMiddleware(lambda *a: None, project_id=value)
+    assert emu.jwks_requests == 0
+
+
+def test_any_project_still_needs_the_token_to_name_one(emu: ConnectEmulator) -> None:
+    """'*' accepts any project, never a token that names none."""
+    with pytest.raises(WebhookVerificationError, match="names no project"):
+        _verify(emu, _sign(_claims(project_id=None)), project_id="*", environment="*")
+    with pytest.raises(WebhookVerificationError, match="names no environment"):
+        _verify(emu, _sign(_claims(environment="")), project_id="*", environment="*")
