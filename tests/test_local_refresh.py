@@ -266,3 +266,14 @@ def test_a_cli_keeping_its_login_in_the_keyring_is_asked_for_the_token(
     )
     assert json.loads(checkout.token_file.read_text())["token"] == token
     assert emulator.vercel.project_tokens == 0
+
+
+def test_an_issuer_override_must_be_https_or_loopback(
+    emulator: ConnectEmulator, checkout: Checkout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.write_cli_login(checkout.data, expired=True)
+    checkout.pull(ttl=-60)
+    monkeypatch.setenv("CONNECT_AUTH_VERCEL_ISSUER", "http://vercel.example")
+    with checkout.client() as c, pytest.raises(ValueError, match="CONNECT_AUTH_VERCEL_ISSUER"):
+        c.get_token(SLACK, subject=APP)
+    assert emulator.vercel.refreshes == 0
