@@ -228,7 +228,7 @@ def _stale_env_local(demo: _Demo, emulator: ConnectEmulator) -> None:
             env_local.write(f'VERCEL_OIDC_TOKEN="{stale}"\n')
         print("    vercel link + vercel env pull, a day ago: the token in .env.local expired,")
         print("    and so did the Vercel CLI login")
-        with _working_directory(app), ConnectClient(base_url=emulator.url) as client:
+        with contextlib.chdir(app), ConnectClient(base_url=emulator.url) as client:
             token, ms = _timed(lambda: client.get_token(CONNECTOR, subject=SUBJECT))
         saved = os.path.join("com.vercel.token", f"{emulator.project_id}.json")
         print(f"    get_token -> {redact(token)} ({ms:.0f} ms): the CLI login was renewed,")
@@ -260,13 +260,3 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@contextlib.contextmanager
-def _working_directory(folder: str) -> Iterator[None]:
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)

@@ -96,42 +96,33 @@ class ConnectWire:
         for a token fetch, which the engine reports. ``base_url``: another origin
         than the client's (a call's own region).
         """
+        url = (base_url or self.base_url) + path
         with reporting(report):
-            return self._call(method, (base_url or self.base_url) + path, body, cred, ok, fallback)
+            http = self._client()
+            content, headers, auth = _encode(body, send_value(cred, now=time.time()))
+            counted = _counting()
 
-    def _call(
-        self,
-        method: str,
-        url: str,
-        body: dict[str, Any] | None,
-        cred: Credential,
-        ok: OnSuccess[T],
-        fallback: str,
-    ) -> T:
-        http = self._client()
-        content, headers, auth = _encode(body, send_value(cred, now=time.time()))
-        counted = _counting()
+            def attempt(seconds_left: float) -> T:
+                counted()
+                limit = _attempt_limit(self._timeout, seconds_left)
+                token = attempt_deadline.set(time.monotonic() + limit)
+                try:
+                    with http.stream(
+                        method, url, content=content, headers=headers, auth=auth,
+                        timeout=limit,
+                    ) as streamed:  # fmt: skip
+                        r = _capped(streamed, up_to_cap(streamed.iter_bytes()))
+                except Exception as exc:
+                    failure = _failure(method, url, exc)
+                else:
+                    return _outcome(method, url, r, ok, fallback)
+                finally:
+                    attempt_deadline.reset(token)
+                raise failure  # outside the handler: no link back to httpx's exception
 
-        def attempt(seconds_left: float) -> T:
-            counted()
-            limit = _attempt_limit(self._timeout, seconds_left)
-            token = attempt_deadline.set(time.monotonic() + limit)
-            try:
-                with http.stream(
-                    method, url, content=content, headers=headers, auth=auth, timeout=limit,
-                ) as streamed:  # fmt: skip
-                    r = _capped(streamed, up_to_cap(streamed.iter_bytes()))
-            except Exception as exc:
-                failure = _failure(method, url, exc)
-            else:
-                return _outcome(method, url, r, ok, fallback)
-            finally:
-                attempt_deadline.reset(token)
-            raise failure  # outside the handler: no link back to httpx's exception
+            from ._retrying import run_with_retries  # tenacity: on the first call
 
-        from ._retrying import run_with_retries  # tenacity: on the first call, not at import
-
-        return run_with_retries(attempt, self._retry, random=self._random.random)
+            return run_with_retries(attempt, self._retry, random=self._random.random)
 
     async def acall(
         self,
@@ -145,43 +136,32 @@ class ConnectWire:
         base_url: str | None = None,
     ) -> T:
         """Async `call`, on the caller's event loop (asyncio or trio)."""
+        url = (base_url or self.base_url) + path
         with reporting(report):
-            url = (base_url or self.base_url) + path
-            return await self._acall(method, url, body, cred, ok, fallback)
+            cred = await asend_value(cred, now=time.time())
+            content, headers, auth = _encode(body, cred)
+            counted = _counting()
+            async with self._aclient() as http:
 
-    async def _acall(
-        self,
-        method: str,
-        url: str,
-        body: dict[str, Any] | None,
-        cred: Credential,
-        ok: OnSuccess[T],
-        fallback: str,
-    ) -> T:
-        cred = await asend_value(cred, now=time.time())
-        content, headers, auth = _encode(body, cred)
-        counted = _counting()
-        async with self._aclient() as http:
+                async def attempt(seconds_left: float) -> T:
+                    counted()
+                    limit = _attempt_limit(self._timeout, seconds_left)
+                    try:
+                        with anyio.fail_after(limit):
+                            async with http.stream(
+                                method, url, content=content, headers=headers, auth=auth,
+                                timeout=limit,
+                            ) as streamed:  # fmt: skip
+                                r = _capped(streamed, await _aup_to_cap(streamed))
+                    except Exception as exc:
+                        failure = _failure(method, url, exc)
+                    else:
+                        return _outcome(method, url, r, ok, fallback)
+                    raise failure
 
-            async def attempt(seconds_left: float) -> T:
-                counted()
-                limit = _attempt_limit(self._timeout, seconds_left)
-                try:
-                    with anyio.fail_after(limit):
-                        async with http.stream(
-                            method, url, content=content, headers=headers, auth=auth,
-                            timeout=limit,
-                        ) as streamed:  # fmt: skip
-                            r = _capped(streamed, await _aup_to_cap(streamed))
-                except Exception as exc:
-                    failure = _failure(method, url, exc)
-                else:
-                    return _outcome(method, url, r, ok, fallback)
-                raise failure
+                from ._retrying import arun_with_retries
 
-            from ._retrying import arun_with_retries
-
-            return await arun_with_retries(attempt, self._retry, random=self._random.random)
+                return await arun_with_retries(attempt, self._retry, random=self._random.random)
 
     # -- clients --------------------------------------------------------------
 

@@ -278,7 +278,7 @@ def test_network_errors_name_the_url_in_words(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}"
-    out = run("token", SLACK, "--base-url", url, env={"VERCEL_OIDC_TOKEN": "x.y.z"}, timeout=90)
+    out = run("token", SLACK, "--base-url", url, env={"VERCEL_OIDC_TOKEN": "e30.e30.x"}, timeout=90)
     assert out.returncode == 10, out.stderr
     assert f"Connect at {url}" in out.stderr and "could not connect" in out.stderr
     assert "ConnectError" not in out.stderr  # httpx's class name would read as ours
