@@ -81,7 +81,7 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
 def run_demo() -> int:
     """Run every section; exit code 0 when each outcome was as expected."""
     began = time.perf_counter()
-    demo = _Demo(total=8)
+    demo = _Demo(total=9)
     print("connect_auth demo: Vercel Connect tokens with no Vercel account, on loopback")
 
     demo.section("Start the embedded Connect emulator")
@@ -205,6 +205,11 @@ def _run_sections(demo: _Demo, emulator: ConnectEmulator) -> None:
 
     demo.section("Local development: a stale .env.local heals itself")
     _stale_env_local(demo, emulator)
+
+    demo.section("An agent calls an MCP tool for a user, consent included")
+    from ._demo_mcp import agent_section
+
+    agent_section(emulator, demo.check)
 
 
 def _stale_env_local(demo: _Demo, emulator: ConnectEmulator) -> None:

@@ -20,9 +20,9 @@ class HttpxFlow(ConnectAuthBase):
     """``ConnectAuth`` for an httpx-style library. Subclasses name the library's
     ``ByteStream`` and the stream classes its responses must hold."""
 
-    _byte_stream: type = bytes
-    _sync_stream: type = object
-    _async_stream: type = object
+    _byte_stream: type | tuple[type, ...] = bytes
+    _sync_stream: type | tuple[type, ...] = object
+    _async_stream: type | tuple[type, ...] = object
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """httpx's sync hook: arm, send, and run the refusal flow in this thread."""
@@ -178,6 +178,8 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 
 @functools.cache
-def _replay_class(replay: type, stream_base: type) -> type:
-    """``replay`` as a subclass of the library's stream class, which httpx checks."""
-    return type(f"Replay{stream_base.__name__}", (replay, stream_base), {})
+def _replay_class(replay: type, stream_base: type | tuple[type, ...]) -> type:
+    """``replay`` as a subclass of the library's stream class (or classes, for an auth
+    that serves httpx and httpx2), which httpx checks."""
+    bases = stream_base if isinstance(stream_base, tuple) else (stream_base,)
+    return type(f"Replay{bases[0].__name__}", (replay, *bases), {})

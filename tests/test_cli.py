@@ -246,15 +246,16 @@ def test_demo_runs_every_section() -> None:
     """The README's first command: exit 0, every section reached, every check ok."""
     out = run("demo", timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
-    for n in range(1, 9):
-        assert f"[{n}/8]" in out.stdout
-    assert "FAIL" not in out.stdout and out.stdout.count("    ok   ") == 13
+    for n in range(1, 10):
+        assert f"[{n}/9]" in out.stdout
+    assert "FAIL" not in out.stdout and out.stdout.count("    ok   ") == 15
     assert "refreshed once, resent" in out.stdout
     assert "503, 503, 503, then 200" in out.stdout
-    assert "All 8 sections passed" in out.stdout
+    assert "All 9 sections passed" in out.stdout
     assert "start_authorization -> send the user to" in out.stdout
     assert "emu_slack_" in out.stdout and "redacted" in out.stdout
     assert "the CLI login was renewed" in out.stdout
+    assert "whoami -> 'u_frank'" in out.stdout
 
 
 # -- a CLI that talks --------------------------------------------------------------------

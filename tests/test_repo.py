@@ -98,6 +98,7 @@ def test_missing_extras_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
         ("testing", "joserfc", "testing"),
         ("authlib", "authlib", "authlib"),
         ("otel", "opentelemetry", "otel"),
+        ("mcp", "httpx2", "mcp"),
     ):
         monkeypatch.setitem(sys.modules, library, None)  # as if not installed
         monkeypatch.delitem(sys.modules, f"connect_auth.{module}", raising=False)
@@ -154,7 +155,9 @@ EXTRAS = {
     "_webhooks.py": {"joserfc", "httpx"},
     "authlib.py": {"authlib"},
     "otel.py": {"opentelemetry"},
+    "mcp.py": {"httpx2", "httpx"},
     "_demo.py": {"httpx", "requests"},
+    "_demo_mcp.py": {"httpx", "httpx2", "mcp", "pydantic", "uvicorn"},
 }
 #: Imported only inside a running trio event loop (the caller's own trio).
 CALLER_RUNTIME = {"trio"}
