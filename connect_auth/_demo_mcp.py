@@ -4,18 +4,16 @@ through `connect_auth.mcp`, consent included. Needs the ``mcp`` extra."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from ._asgi_thread import serve_asgi
 from .testing import ConnectEmulator
 
-__all__ = ["agent_section"]
+__all__ = ["agent_section", "mcp_app"]
 
 CONNECTOR = "slack/acme-slack"
 
@@ -31,7 +29,8 @@ def agent_section(emulator: ConnectEmulator, check: Callable[[bool, str], None])
     from .mcp import connect_auth_provider, get_consent_challenge
 
     reached: list[str] = []
-    with _serving(_mcp_app(emulator, reached)) as url:
+    with serve_asgi(mcp_app(emulator, CONNECTOR, reached)) as base:
+        url = base + "/mcp"
         auth = connect_auth_provider(CONNECTOR, subject={"type": "user", "id": "u_frank"})
         print("    the agent opens an MCP session for u_frank, who never connected Slack")
         try:
@@ -64,9 +63,10 @@ async def _call_tool(url: str, auth: Any, httpx2: Any) -> str:
         return str(getattr(result.content[0], "text", ""))
 
 
-def _mcp_app(emulator: ConnectEmulator, reached: list[str]) -> Any:
-    """An MCP server whose one tool says who the caller is; it accepts only tokens the
-    emulator issued for `CONNECTOR`, and notes every request that reaches it."""
+def mcp_app(emulator: ConnectEmulator, connector: str, reached: list[str]) -> Any:
+    """An MCP server (served at ``/mcp``) whose one tool, ``whoami``, says who the
+    caller is; it accepts only live tokens ``emulator`` issued for ``connector``, and
+    notes the path of every request that reaches it in ``reached``."""
     from mcp.server.auth.middleware.auth_context import get_access_token
     from mcp.server.auth.provider import AccessToken
     from mcp.server.auth.settings import AuthSettings
@@ -76,9 +76,12 @@ def _mcp_app(emulator: ConnectEmulator, reached: list[str]) -> Any:
     class EmulatorTokens:
         async def verify_token(self, token: str) -> AccessToken | None:
             for issued in emulator.issued_tokens():
-                if issued.token == token and issued.connector == CONNECTOR and not issued.revoked:
-                    who = str(issued.subject.get("id", "app"))
-                    return AccessToken(token=token, client_id=CONNECTOR, scopes=[], subject=who)
+                if issued.token != token or issued.connector != connector:
+                    continue
+                if issued.revoked or issued.expires_at_ms <= time.time() * 1000:
+                    return None
+                who = str(issued.subject.get("id", "app"))
+                return AccessToken(token=token, client_id=connector, scopes=[], subject=who)
             return None
 
     server: MCPServer[Any] = MCPServer(
@@ -106,25 +109,3 @@ def _mcp_app(emulator: ConnectEmulator, reached: list[str]) -> Any:
         await app(scope, receive, send)
 
     return noted
-
-
-@contextlib.contextmanager
-def _serving(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn (an ``mcp`` dependency) on loopback from a thread;
-    yields its MCP endpoint."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -16,6 +16,7 @@ import anyio
 import httpx
 
 from connect_auth import ConnectClient, RetryPolicy
+from connect_auth._asgi_thread import serve_asgi as serve_asgi  # one home, used here too
 
 SLACK = "slack/acme-slack"
 APP: dict[str, Any] = {"type": "app"}
@@ -103,28 +104,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on loopback from a thread; yields its base URL.
-    ``config`` goes to ``uvicorn.Config`` (``root_path=``, for example)."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **config)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ that accepts only tokens the emulator issued for its connector."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +14,9 @@ import pytest
 from helpers import fast_retry, serve_asgi
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
 
 from connect_auth import ConnectClient, UserAuthorizationRequiredError
+from connect_auth._demo_mcp import mcp_app
 from connect_auth.mcp import (
     ConsentChallenge,
     ConsentRequiredError,
@@ -41,52 +37,11 @@ class McpServer:
     requests: list[str] = field(default_factory=list)
 
 
-class _EmulatorTokens:
-    """Accepts only live tokens the emulator issued for the connector."""
-
-    def __init__(self, emulator: ConnectEmulator) -> None:
-        self.emulator = emulator
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        now_ms = time.time() * 1000
-        for issued in self.emulator.issued_tokens():
-            if issued.token == token and issued.connector == LINEAR:
-                if issued.revoked or issued.expires_at_ms <= now_ms:
-                    return None
-                who = issued.subject.get("id", "app")
-                return AccessToken(token=token, client_id=LINEAR, scopes=[], subject=who)
-        return None
-
-
-def _counting(app: Any, seen: list[str]) -> Any:
-    async def counted(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            seen.append(scope["path"])
-        await app(scope, receive, send)
-
-    return counted
-
-
 @pytest.fixture
 def mcp_server(emulator: ConnectEmulator) -> Iterator[McpServer]:
-    server: MCPServer[Any] = MCPServer(
-        "linear",
-        token_verifier=_EmulatorTokens(emulator),
-        auth=AuthSettings(
-            issuer_url=emulator.url,
-            resource_server_url="http://127.0.0.1/mcp",
-            validate_token_resource=False,  # the verifier checks the connector itself
-        ),
-    )
-
-    @server.tool()
-    def whoami() -> str:
-        """Who the token is for."""
-        token = get_access_token()
-        return token.subject if token is not None and token.subject else "nobody"
-
+    """The demo's MCP server (one tool, ``whoami``) for the Linear connector."""
     seen: list[str] = []
-    with serve_asgi(_counting(server.streamable_http_app(), seen)) as url:
+    with serve_asgi(mcp_app(emulator, LINEAR, seen)) as url:
         yield McpServer(url + "/mcp", seen)
 
 

@@ -157,7 +157,8 @@ EXTRAS = {
     "otel.py": {"opentelemetry"},
     "mcp.py": {"httpx2", "httpx"},
     "_demo.py": {"httpx", "requests"},
-    "_demo_mcp.py": {"httpx", "httpx2", "mcp", "pydantic", "uvicorn"},
+    "_demo_mcp.py": {"httpx", "httpx2", "mcp", "pydantic"},
+    "_asgi_thread.py": {"uvicorn"},
 }
 #: Imported only inside a running trio event loop (the caller's own trio).
 CALLER_RUNTIME = {"trio"}
