@@ -235,3 +235,19 @@ def test_a_pydantic_ai_agent_calls_the_tool_for_its_user_and_asks_for_consent(
     challenge = get_consent_challenge(caught.value)
     assert challenge is not None and challenge.subject.id == "u_carol"  # type: ignore[union-attr]
     assert len(mcp_server.requests) == before
+
+
+def test_the_provider_is_an_httpx_auth_too(emulator: ConnectEmulator) -> None:
+    """Sync httpx: tokens on requests, and the challenge for a user without consent."""
+    slack = "slack/acme-slack"  # linked in the emulator's default environment
+    with ConnectClient(
+        base_url=emulator.url, vercel_token=emulator.oidc_token(), retry=fast_retry()
+    ) as c:
+        app = connect_auth_provider(slack, subject=APP, client=c)
+        with httpx.Client(auth=app) as http:
+            assert http.get(emulator.provider_url(slack)).status_code == 200
+        nobody = connect_auth_provider(slack, subject={"type": "user", "id": "u_zed"}, client=c)
+        with httpx.Client(auth=nobody) as http, pytest.raises(ConsentRequiredError) as caught:
+            http.get(emulator.provider_url(slack))
+    assert caught.value.challenge.subject.id == "u_zed"  # type: ignore[union-attr]
+    assert len(emulator.provider_calls) == 1  # the refused user's request never left
