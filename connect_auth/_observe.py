@@ -139,6 +139,9 @@ def reporting(report: Report | None) -> Iterator[None]:
 def _log(report: Report) -> None:
     """One line per Connect call: DEBUG, but INFO when a user's consent is missing
     (the app has something to do)."""
+    consent = report.error_code == "user_authorization_required"
+    if not log.isEnabledFor(logging.INFO if consent else logging.DEBUG):
+        return
     what = report.operation
     about = report.connector or "Vercel"
     how = f"{report.attempts} attempt(s), {report.seconds * 1000:.0f} ms"
@@ -146,7 +149,7 @@ def _log(report: Report) -> None:
         how = f"{report.reason}, from {report.source}, {how}"
     if report.error_code is None:
         log.debug("%s for %s: done (%s)", what, about, how)
-    elif report.error_code == "user_authorization_required":
+    elif consent:
         log.info(
             "%s for %s: the user has not authorized the connector yet; send them to "
             "start_authorization's url (%s)",
