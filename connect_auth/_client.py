@@ -37,7 +37,6 @@ from ._models import (
     VercelToken,
     check_buffer,
     check_connector,
-    subject_type,
 )
 from ._observe import Report
 from ._oidc import Credential, credential_arg
@@ -258,7 +257,8 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, credential_arg(vercel_token)
         )
-        self._wire.call("DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request))
+        report = Report.of("revoke_token", request)
+        self._wire.call("DELETE", path, body, cred, accept_any, _REVOKE_FAILED, report)
         self._evict_subject(request)
         if self._shared is not None:
             self._shared.evict_subject(request.connector, request.key.subject_key)
@@ -275,9 +275,8 @@ class ConnectClient:
         request, path, body, cred = self._revocation(
             connector, subject, installation_id, credential_arg(vercel_token)
         )
-        await self._wire.acall(
-            "DELETE", path, body, cred, accept_any, _REVOKE_FAILED, _revoking(request)
-        )
+        report = Report.of("revoke_token", request)
+        await self._wire.acall("DELETE", path, body, cred, accept_any, _REVOKE_FAILED, report)
         self._evict_subject(request)
         if self._shared is not None:
             await self._shared.aevict_subject(request.connector, request.key.subject_key)
@@ -565,14 +564,10 @@ class ConnectClient:
         request = TokenRequest.build(connector, subject=subject, **options)
         body = authorize_body(request, os.environ, **flow)
         path = connector_path("/v1/connect/authorize/", connector)
-        report = Report(
-            "start_authorization",
-            request.connector,
-            subject_type=subject_type(request.params.subject),
-        )
         return (
             "POST", path, body, self._engine.credential(vercel_token),
-            _read_authorization, "Failed to start authorization", report, base_url,
+            _read_authorization, "Failed to start authorization",
+            Report.of("start_authorization", request), base_url,
         )  # fmt: skip
 
     def _install_call(
@@ -662,12 +657,6 @@ def _pause(deadline: float, interval: float, connector: str, timeout: float) -> 
     if left <= 0:
         raise TimeoutError(f"no authorization for {connector} within {timeout:g} s")
     return min(interval, left)
-
-
-def _revoking(request: TokenRequest) -> Report:
-    return Report(
-        "revoke_token", request.connector, subject_type=subject_type(request.params.subject)
-    )
 
 
 def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:

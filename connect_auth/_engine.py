@@ -24,7 +24,7 @@ import anyio
 from ._cache import Entry, TokenCache, is_fresh, refresh_at, refresh_retry_at
 from ._errors import ConnectUnavailableError
 from ._flight import adrive, current_loop, drive, result_of, spawn_detached, wait_async
-from ._models import RequestKey, TokenRequest, TokenResponse, subject_type
+from ._models import RequestKey, TokenRequest, TokenResponse
 from ._observe import Report, reporting, track_cache
 from ._oidc import Credential, Refresh, recent_credential, resolve_credential
 
@@ -405,32 +405,37 @@ class TokenEngine:
 
     def _lead(self, flight: Flight) -> None:
         """Run the fetch in this thread; its outcome goes to the flight's future."""
-        with self._settling(flight), reporting(self._report(flight)):
-            if self._shared is None or not flight.store:
+        shared = self._shared_for(flight)
+        with self._settling(flight), reporting(self._report(flight, shared)):
+            if shared is None:
                 response = self._fetch(flight.request, flight.cred)
             else:
-                response = self._shared.fetch(flight, self._fetch)
+                response = shared.fetch(flight, self._fetch)
             self._finish(flight, response)
 
     async def _alead(self, flight: Flight) -> None:
         """`_lead` as a detached task: nothing awaits it, so it raises nothing
         but its loop's cancellation (the loop shutting down)."""
-        with self._settling(flight), reporting(self._report(flight)):
-            if self._shared is None or not flight.store:
+        shared = self._shared_for(flight)
+        with self._settling(flight), reporting(self._report(flight, shared)):
+            if shared is None:
                 response = await self._afetch(flight.request, flight.cred)
             else:
-                response = await self._shared.afetch(flight, self._afetch)
+                response = await shared.afetch(flight, self._afetch)
             self._finish(flight, response)
 
-    def _report(self, flight: Flight) -> Report:
+    def _shared_for(self, flight: Flight) -> SharedCache | None:
+        """The shared cache ``flight`` goes through: none for a ``no_cache`` fetch."""
+        return self._shared if flight.store else None
+
+    def _report(self, flight: Flight, shared: SharedCache | None) -> Report:
         """What the fetch's span, metrics and log line say; the wire counts the
         attempts, and notes Connect as the source when a shared cache had to ask it."""
-        return Report(
+        return Report.of(
             "fetch_token",
-            flight.request.connector,
-            subject_type=subject_type(flight.request.params.subject),
+            flight.request,
             reason=flight.reason,
-            source="connect" if self._shared is None or not flight.store else "shared_cache",
+            source="connect" if shared is None else "shared_cache",
         )
 
     @contextlib.contextmanager

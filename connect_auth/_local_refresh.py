@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ import httpx
 
 from ._config import is_secure_url
 from ._errors import OidcTokenError
-from ._oidc import SecretStr, jwt_claims
+from ._oidc import SecretStr, jwt_exp
+from ._wire import Bearer
 
 __all__ = [
     "CLI_CLIENT_ID",
@@ -162,7 +163,7 @@ class LocalRefresh:
             if value is None:
                 value = self._mint(project, data, now)
                 _write_private(file, {"token": value})
-        _remembered[file] = (value, _expiry(value))
+        _remembered[file] = (value, jwt_exp(value) or 0.0)
         return value
 
     # -- the Vercel API -----------------------------------------------------------------
@@ -178,7 +179,7 @@ class LocalRefresh:
         url = f"{self.api_base}/v1/projects/{project.id}/token"
         with self._http() as http:
             try:
-                answer = http.post(url, params=query, auth=_Bearer(cli_token))
+                answer = http.post(url, params=query, auth=Bearer(cli_token))
             except httpx.HTTPError as exc:
                 raise _unreachable(url, exc) from None
         if answer.status_code in (401, 403):
@@ -262,17 +263,6 @@ class LocalRefresh:
         return httpx.Client(transport=self._transport, timeout=TIMEOUT, follow_redirects=False)
 
 
-class _Bearer(httpx.Auth):
-    """The CLI token on the request as it leaves (no local of ours holds the header)."""
-
-    def __init__(self, token: SecretStr) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer " + self._token
-        yield request
-
-
 def _from_cli_command(project: Project, now: float) -> SecretStr:
     """``vercel project token``: the CLI mints the token itself (its login is in the
     OS keyring, out of our reach)."""
@@ -303,7 +293,7 @@ def _minted(answer: httpx.Response, what: str, now: float) -> SecretStr:
     if not isinstance(value, str) or not value:
         raise _failure(f"{what} held no token (HTTP {answer.status_code})", "try again later")
     token = SecretStr(value.strip())
-    if _expiry(token) <= now:
+    if (jwt_exp(token) or 0.0) <= now:
         raise _failure(f"{what} gave a token that is not a JWT with time left", "try again later")
     return token
 
@@ -314,14 +304,9 @@ def _saved_token(file: Path, now: float) -> SecretStr | None:
         value = json.loads(file.read_text(encoding="utf-8")).get("token")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(value, str) or _expiry(value) <= now + MARGIN:
+    if not isinstance(value, str) or (jwt_exp(value) or 0.0) <= now + MARGIN:
         return None
     return SecretStr(value)
-
-
-def _expiry(token: str) -> float:
-    exp = jwt_claims(token).get("exp")
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else 0.0
 
 
 def _write_private(file: Path, content: Mapping[str, Any]) -> None:

@@ -15,7 +15,9 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._models import TokenRequest, subject_type
 
 if TYPE_CHECKING:
     from ._cache import TokenCache
@@ -75,6 +77,16 @@ class Report:
         self.seconds = 0.0
         self.error_code: str | None = None
         self.error_type: str | None = None
+
+    @classmethod
+    def of(cls, operation: str, request: TokenRequest, **fields: Any) -> Report:
+        """The report of a call for ``request``: its connector and subject type."""
+        return cls(
+            operation,
+            request.connector,
+            subject_type=subject_type(request.params.subject),
+            **fields,
+        )
 
     def failed(self, exc: BaseException) -> None:
         """Note how the call failed: the error's ``code`` (connect_auth's errors have

@@ -37,6 +37,7 @@ __all__ = [
     "dotenv_folders",
     "hidden",
     "jwt_claims",
+    "jwt_exp",
     "jwt_segment",
     "oidc_token_scope",
     "parse_dotenv",
@@ -149,7 +150,7 @@ def _sent(value: object, digest: str, now: float) -> Credential:
         )
     value = SecretStr(value.strip())
     _check_credential(value, source)
-    exp = _jwt_exp(value)
+    exp = jwt_exp(value)
     if exp is not None and exp <= now:
         raise OidcTokenError(f"{source} returned an expired token", code="oidc_token_expired")
     return Credential(value, digest)
@@ -432,7 +433,7 @@ def _facts_of(token: str) -> tuple[Credential, float | None]:
     if facts is None:
         if len(_facts) >= _FACTS_MAX:
             _facts.clear()
-        facts = (Credential(token, hashlib.sha256(token.encode()).hexdigest()), _jwt_exp(token))
+        facts = (Credential(token, hashlib.sha256(token.encode()).hexdigest()), jwt_exp(token))
         _facts[token] = facts
     _last = (token, facts)
     return facts
@@ -458,6 +459,8 @@ def jwt_claims(token: str) -> Mapping[str, Any]:
     return jwt_segment(token, 1) or {}
 
 
-def _jwt_exp(token: str) -> float | None:
+def jwt_exp(token: str) -> float | None:
+    """A compact JWT's ``exp`` (seconds since the epoch), unverified; None when it has
+    none or is not a JWT."""
     exp = jwt_claims(token).get("exp")
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None

@@ -186,33 +186,34 @@ def _expected(
     environ: Mapping[str, str] = os.environ,
 ) -> _Expected:
     """What a delivery must match; unknown project or environment fails closed."""
-    projects = allowed_values("project_id", project_id)
-    if project_id is None:
-        found = environ.get("VERCEL_PROJECT_ID", "").strip()
-        if not found:
-            raise _refused(
-                "the expected project is unknown: pass project_id= or set VERCEL_PROJECT_ID",
-                "webhook_misconfigured",
-            )
-        projects = frozenset({found})
-    environments = allowed_values("environment", environment)
-    if environment is None:
-        found = (
-            environ.get("VERCEL_TARGET_ENV", "").strip() or environ.get("VERCEL_ENV", "").strip()
-        )
-        if not found:
-            raise _refused(
-                "the expected environment is unknown: pass environment= or set "
-                "VERCEL_TARGET_ENV or VERCEL_ENV",
-                "webhook_misconfigured",
-            )
-        environments = frozenset({found})
+    projects = _expected_values(
+        "project", "project_id", project_id, environ, ("VERCEL_PROJECT_ID",)
+    )
+    environments = _expected_values(
+        "environment", "environment", environment, environ, ("VERCEL_TARGET_ENV", "VERCEL_ENV")
+    )
     chosen_issuer = issuer or environ.get("CONNECT_AUTH_OIDC_ISSUER", "").strip() or None
     if chosen_issuer is not None:
         _check_url("issuer", chosen_issuer)
     url = jwks_url or environ.get("CONNECT_AUTH_JWKS_URL", "").strip() or DEFAULT_JWKS_URL
     _check_url("jwks_url", url)
     return _Expected(projects, environments, owner_id, audience, chosen_issuer, url)
+
+
+def _expected_values(
+    what: str, name: str, value: object, environ: Mapping[str, str], variables: Sequence[str]
+) -> frozenset[str] | None:
+    """``value`` as `allowed_values`; when None, the first of the environment
+    ``variables`` that is set, or a refusal (unknown fails closed)."""
+    if value is not None:
+        return allowed_values(name, value)
+    found = next((v for v in (environ.get(n, "").strip() for n in variables) if v), None)
+    if found is None:
+        raise _refused(
+            f"the expected {what} is unknown: pass {name}= or set {' or '.join(variables)}",
+            "webhook_misconfigured",
+        )
+    return frozenset({found})
 
 
 def allowed_values(name: str, value: object) -> frozenset[str] | None:
@@ -364,7 +365,9 @@ class _KeyCache:
 
     def _fetch(self, url: str, flight: Future[dict[str, Any]]) -> None:
         try:
-            with reporting(_one_attempt(Report("fetch_jwks"))):
+            report = Report("fetch_jwks")
+            report.attempts = 1  # not retried: a failure is answered again for a while
+            with reporting(report):
                 keys, failure = download_jwks(url), None
         except WebhookVerificationError as exc:
             keys, failure = {}, exc
@@ -388,11 +391,6 @@ class _KeyCache:
 
 
 _JWKS = _KeyCache()
-
-
-def _one_attempt(report: Report) -> Report:
-    report.attempts = 1  # a JWKS fetch is not retried: its failure is answered for a while
-    return report
 
 
 def _key_after(found: Any, kid: str) -> Any:

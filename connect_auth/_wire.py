@@ -37,7 +37,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, TransientFailure
 from ._version import __version__
 
-__all__ = ["CallPlan", "ConnectWire", "accept_any", "parse_token"]
+__all__ = ["Bearer", "CallPlan", "ConnectWire", "accept_any", "parse_token"]
 
 log = logging.getLogger("connect_auth.tokens")
 
@@ -275,36 +275,37 @@ def _attempt_limit(timeout: float, seconds_left: float) -> float:
 
 def _encode(
     body: dict[str, Any] | None, cred: Credential
-) -> tuple[bytes | None, dict[str, str], _Bearer]:
+) -> tuple[bytes | None, dict[str, str], Bearer]:
     if body is None:
-        return None, {}, _Bearer(cred)
+        return None, {}, Bearer(cred.value)
     content = json.dumps(body, separators=(",", ":")).encode()
-    return content, {"Content-Type": "application/json"}, _Bearer(cred)
+    return content, {"Content-Type": "application/json"}, Bearer(cred.value)
 
 
-class _Bearer(httpx.Auth):
-    """Sets the credential on the request as it leaves. So no frame of ours holds the
-    header in a local, where captured traceback locals (pytest ``--showlocals``, Sentry)
-    would print it."""
+class Bearer(httpx.Auth):
+    """Sets ``Authorization: Bearer <secret>`` on the request as it leaves (a Vercel
+    credential, or a CLI login's token). So no frame of ours holds the header in a
+    local, where captured traceback locals (pytest ``--showlocals``, Sentry) would
+    print it."""
 
-    def __init__(self, cred: Credential) -> None:
-        self._cred = cred
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
 
     def __repr__(self) -> str:
-        return "_Bearer(<hidden>)"
+        return "Bearer(<hidden>)"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = "Bearer " + self._cred.value
+        request.headers["Authorization"] = "Bearer " + self._secret
         yield request
 
 
-def _failure(method: str, path: str, exc: Exception) -> Exception:
+def _failure(method: str, url: str, exc: Exception) -> Exception:
     """What a failed send becomes: a retryable failure for network errors and timeouts,
     a final error for a request we could not form, anything else as it is. What is
     chained keeps the failure's type and message, never its request or frames: the
     request carries the credential."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        log.debug("%s %s timed out", method, _plain(path))
+        log.debug("%s %s timed out", method, _plain(url))
         failure: Exception = TransientFailure(_described(exc))
     elif isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
         # Retrying cannot help, and the library's message may quote a header value.
@@ -314,7 +315,7 @@ def _failure(method: str, path: str, exc: Exception) -> Exception:
             code="invalid_request",
         )
     elif isinstance(exc, httpx.TransportError):
-        log.debug("%s %s failed: %s", method, _plain(path), type(exc).__name__)
+        log.debug("%s %s failed: %s", method, _plain(url), type(exc).__name__)
         failure = TransientFailure(_described(exc))
     else:
         return exc
@@ -401,7 +402,7 @@ async def _aup_to_cap(streamed: httpx.Response) -> list[bytes]:
     return out
 
 
-def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T], fallback: str) -> T:
+def _outcome(method: str, url: str, r: httpx.Response, ok: OnSuccess[T], fallback: str) -> T:
     """A 2xx answer read by ``ok``; a transient status to retry; else the typed error."""
     request_id = r.headers.get("x-vercel-id")
     if 200 <= r.status_code < 300:
@@ -410,7 +411,7 @@ def _outcome(method: str, path: str, r: httpx.Response, ok: OnSuccess[T], fallba
         r.status_code, r.reason_phrase, r.content, request_id=request_id, fallback=fallback
     )
     if r.status_code in TRANSIENT_STATUSES:
-        log.debug("%s %s answered %d, will retry", method, _plain(path), r.status_code)
+        log.debug("%s %s answered %d, will retry", method, _plain(url), r.status_code)
         raise TransientFailure(
             f"HTTP {r.status_code} {r.reason_phrase}".strip(),
             status=r.status_code,
@@ -431,5 +432,5 @@ def accept_any(r: httpx.Response) -> None:
     return None
 
 
-def _plain(path: str) -> str:
-    return path.partition("?")[0]
+def _plain(url: str) -> str:
+    return url.partition("?")[0]
