@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases, engine, fleet, imports, otel, tls
+from . import cases, engine, fleet, imports, otel, summary, tls
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 
@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     report = markdown(results, checks)
     (args.out / "results.md").write_text(report)
     chart(results, args.out / "chart.png")
+    if args.out == OUT:  # the README quotes the published run, never a scratch one
+        readme = OUT.parent.parent / "README.md"
+        readme.write_text(summary.with_summary(readme.read_text(), summary.summary(results)))
     print(report)
     for name, ok, why in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {why}")

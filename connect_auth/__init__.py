@@ -5,8 +5,9 @@ Quick start::
     from connect_auth import get_token
     token = get_token("slack/acme-slack", subject={"type": "app"})
 
-Auth adapters live in `connect_auth.httpx`, `connect_auth.httpx2`
-and `connect_auth.requests`; the local emulator in `connect_auth.testing`.
+Auth adapters live in `connect_auth.httpx`, `connect_auth.httpx2`,
+`connect_auth.requests`, `connect_auth.aiohttp` and `connect_auth.niquests`; the
+local emulator in `connect_auth.testing`.
 """
 
 from ._adapter import slack_invalid_auth
@@ -56,12 +57,16 @@ from ._models import (
     ConnectorRef,
     JwtBearerSubject,
     JwtBearerSubjectDict,
+    Subject,
+    SubjectDict,
+    SubjectLike,
     TokenExchangeSubject,
     TokenExchangeSubjectDict,
     TokenRequest,
     TokenResponse,
     UserSubject,
     UserSubjectDict,
+    VercelToken,
 )
 from ._oidc import oidc_token_scope
 from ._retry import RetryPolicy
@@ -99,6 +104,9 @@ __all__ = [
     "OidcTokenError",
     "OidcWSGIMiddleware",
     "RetryPolicy",
+    "Subject",
+    "SubjectDict",
+    "SubjectLike",
     "TokenExchangeSubject",
     "TokenExchangeSubjectDict",
     "TokenRequest",
@@ -106,6 +114,7 @@ __all__ = [
     "UserAuthorizationRequiredError",
     "UserSubject",
     "UserSubjectDict",
+    "VercelToken",
     "WebhookASGIMiddleware",
     "WebhookClaims",
     "WebhookVerificationError",

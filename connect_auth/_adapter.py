@@ -151,7 +151,15 @@ def no_rewind() -> None:
 
 def slack_invalid_auth(status: int, body: bytes) -> bool:
     """A ``refresh_if`` predicate for Slack, which reports a dead token as HTTP 200 with
-    ``{"ok": false, "error": "invalid_auth"}`` (or ``token_expired``/``token_revoked``)."""
+    ``{"ok": false, "error": "invalid_auth"}`` (or ``token_expired``/``token_revoked``).
+
+    Args:
+        status: the response's HTTP status.
+        body: the response body (JSON of at most 64 KiB).
+
+    Returns:
+        Whether the body says the token is dead.
+    """
     # Every Slack answer is read on this path: skip the JSON parse unless it can match.
     if status != 200 or b'"ok"' not in body or b"false" not in body:
         return False
@@ -167,33 +175,8 @@ def slack_invalid_auth(status: int, body: bytes) -> bool:
 
 
 class ConnectAuthBase:
-    """Settings and decisions shared by the httpx, httpx2 and requests ``ConnectAuth``.
-
-    Args:
-        connector: the connector uid (``"slack/acme-slack"``) or id.
-        subject: who the token represents (a subject class or a TS-style dict).
-        installation_id: as for `connect_auth.get_token`.
-        audience: as for `connect_auth.get_token`.
-        scopes: as for `connect_auth.get_token`.
-        resources: as for `connect_auth.get_token`.
-        authorization_details: as for `connect_auth.get_token`.
-        validity_buffer_ms: as for `connect_auth.get_token`.
-        vercel_token: the Vercel credential; by default looked up per request.
-        client: the `connect_auth.ConnectClient` to use; by default the
-            process-wide one, so adapters and ``get_token`` share tokens.
-        refresh_on: statuses that mean "this token was refused".
-        hosts: if given, only requests to these hosts get a token: names with an
-            optional port (``"api.github.com"``, ``"ghe.example.com:8443"``); a
-            name alone matches the scheme's default port only. Whatever this
-            says, a token goes only over https (plain http only to loopback).
-        refresh_if: ``(status, body) -> bool`` for providers that report a bad token
-            in a 2xx body. The default, ``"auto"``, applies
-            `connect_auth.slack_invalid_auth` when Connect reports the
-            connector's type as ``slack`` and nothing otherwise; ``None`` never
-            looks at bodies. A body is read for it only when it is JSON of at most
-            64 KiB, and the caller can still read (or stream) the whole of it;
-            any other body, a large download for one, is never inspected.
-    """
+    """Settings and decisions shared by every ``ConnectAuth``; its arguments are
+    described once, in `connect_auth._docs.ARGS`, and listed by each adapter class."""
 
     def __init__(
         self,

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
-from typing import Unpack
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from ._authorize import (
-    AuthorizationRequest,
-    ConnectorMetadata,
-    StartAuthorizationOptions,
-    StartInstallationOptions,
-)
-from ._client import ConnectClient
+from ._client import ConnectClient, token_options
 from ._engine import SharedCache
-from ._models import SubjectLike, TokenOptions, TokenParamsOptions, TokenResponse, VercelToken
+from ._models import SubjectLike, TokenResponse, VercelToken
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "aexperimental_start_installation",
@@ -80,10 +80,15 @@ def _shared_cache_from_env() -> SharedCache | None:
 
 
 def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
-    """Replace the process-wide client (``None``: make a new one on next use).
+    """Replace the process-wide client.
 
-    Returns the previous one, which the caller may close. Used by the pytest
-    fixture to point the library at an emulator.
+    Used by the pytest fixture to point the library at an emulator.
+
+    Args:
+        client: the new process-wide client; ``None`` makes a new one on next use.
+
+    Returns:
+        The previous one, which the caller may close.
     """
     global _default
     if client is not None and not isinstance(client, ConnectClient):
@@ -93,139 +98,133 @@ def set_default_client(client: ConnectClient | None) -> ConnectClient | None:
     return previous
 
 
-def get_token(connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]) -> str:
-    """Return a provider access token (see `ConnectClient.get_token`)."""
-    return (_default or default_client())._serve(connector, subject, options).token  # type: ignore[arg-type]
+def get_token(
+    connector: str,
+    *,
+    subject: SubjectLike,
+    installation_id: str | None = None,
+    audience: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    resources: Sequence[str] | None = None,
+    authorization_details: Sequence[Mapping[str, Any]] | None = None,
+    validity_buffer_ms: float | None = None,
+    vercel_token: VercelToken | None = None,
+    force_refresh: bool = False,
+    no_cache: bool = False,
+) -> str:
+    if (  # no option given: the cache-hit path (`is` tests are the cheapest check)
+        installation_id is None
+        and audience is None
+        and scopes is None
+        and resources is None
+        and authorization_details is None
+        and validity_buffer_ms is None
+        and vercel_token is None
+        and force_refresh is False
+        and no_cache is False
+    ):
+        return (_default or default_client())._serve(connector, subject, {}).token
+    options = token_options(
+        installation_id,
+        audience,
+        scopes,
+        resources,
+        authorization_details,
+        validity_buffer_ms,
+        vercel_token,
+        force_refresh,
+        no_cache,
+    )
+    return default_client()._serve(connector, subject, options).token
 
 
 def get_token_response(
-    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
-) -> TokenResponse:
-    """Return the full token response (see `ConnectClient.get_token_response`)."""
-    return default_client()._serve(connector, subject, options)  # type: ignore[arg-type]
-
-
-async def aget_token(
-    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
-) -> str:
-    """Async `get_token`."""
-    return await default_client().aget_token(connector, subject=subject, **options)
-
-
-async def aget_token_response(
-    connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
-) -> TokenResponse:
-    """Async `get_token_response`."""
-    return await default_client().aget_token_response(connector, subject=subject, **options)
-
-
-def revoke_token(
     connector: str,
     *,
     subject: SubjectLike,
     installation_id: str | None = None,
+    audience: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    resources: Sequence[str] | None = None,
+    authorization_details: Sequence[Mapping[str, Any]] | None = None,
+    validity_buffer_ms: float | None = None,
     vercel_token: VercelToken | None = None,
-) -> None:
-    """Revoke a subject's tokens and evict them (see `ConnectClient.revoke_token`)."""
-    default_client().revoke_token(
-        connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
-    )
-
-
-async def arevoke_token(
-    connector: str,
-    *,
-    subject: SubjectLike,
-    installation_id: str | None = None,
-    vercel_token: VercelToken | None = None,
-) -> None:
-    """Async `revoke_token`."""
-    await default_client().arevoke_token(
-        connector, subject=subject, installation_id=installation_id, vercel_token=vercel_token
-    )
-
-
-def delete_token_cache_entry(
-    connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
-) -> None:
-    """Remove exactly the cache entry `get_token` would use for these arguments."""
-    default_client().delete_token_cache_entry(connector, subject=subject, **options)
-
-
-def clear_token_cache() -> None:
-    """Drop every token cached by the default client."""
-    default_client().clear_token_cache()
-
-
-def start_authorization(
-    connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
-) -> AuthorizationRequest:
-    """Start user consent (see `ConnectClient.start_authorization`)."""
-    return default_client().start_authorization(connector, subject=subject, **options)
-
-
-async def astart_authorization(
-    connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
-) -> AuthorizationRequest:
-    """Async `start_authorization`."""
-    return await default_client().astart_authorization(connector, subject=subject, **options)
-
-
-def experimental_start_installation(
-    connector: str, **options: Unpack[StartInstallationOptions]
-) -> AuthorizationRequest:
-    """Start an installation (see `ConnectClient.experimental_start_installation`)."""
-    return default_client().experimental_start_installation(connector, **options)
-
-
-async def aexperimental_start_installation(
-    connector: str, **options: Unpack[StartInstallationOptions]
-) -> AuthorizationRequest:
-    """Async `experimental_start_installation`."""
-    return await default_client().aexperimental_start_installation(connector, **options)
-
-
-def get_connector_metadata(
-    connector: str, *, vercel_token: VercelToken | None = None, region: str | None = None
-) -> ConnectorMetadata:
-    """A connector's public description (see `ConnectClient.get_connector_metadata`)."""
-    return default_client().get_connector_metadata(
-        connector, vercel_token=vercel_token, region=region
-    )
-
-
-async def aget_connector_metadata(
-    connector: str, *, vercel_token: VercelToken | None = None, region: str | None = None
-) -> ConnectorMetadata:
-    """Async `get_connector_metadata`."""
-    return await default_client().aget_connector_metadata(
-        connector, vercel_token=vercel_token, region=region
-    )
-
-
-def wait_for_authorization(
-    connector: str,
-    *,
-    subject: SubjectLike,
-    timeout: float = 300.0,
-    interval: float = 2.0,
-    **options: Unpack[TokenParamsOptions],
+    force_refresh: bool = False,
+    no_cache: bool = False,
 ) -> TokenResponse:
-    """Wait for consent, then return the token (see `ConnectClient.wait_for_authorization`)."""
-    return default_client().wait_for_authorization(
-        connector, subject=subject, timeout=timeout, interval=interval, **options
+    if (  # no option given: the cache-hit path (`is` tests are the cheapest check)
+        installation_id is None
+        and audience is None
+        and scopes is None
+        and resources is None
+        and authorization_details is None
+        and validity_buffer_ms is None
+        and vercel_token is None
+        and force_refresh is False
+        and no_cache is False
+    ):
+        return (_default or default_client())._serve(connector, subject, {})
+    options = token_options(
+        installation_id,
+        audience,
+        scopes,
+        resources,
+        authorization_details,
+        validity_buffer_ms,
+        vercel_token,
+        force_refresh,
+        no_cache,
     )
+    return default_client()._serve(connector, subject, options)
 
 
-async def await_for_authorization(
-    connector: str,
-    *,
-    subject: SubjectLike,
-    timeout: float = 300.0,
-    interval: float = 2.0,
-    **options: Unpack[TokenParamsOptions],
-) -> TokenResponse:
-    """Async `wait_for_authorization`."""
-    return await default_client().await_for_authorization(
-        connector, subject=subject, timeout=timeout, interval=interval, **options
+# The module functions are the default client's methods: same parameters, same docs.
+get_token.__doc__ = ConnectClient.get_token.__doc__
+get_token_response.__doc__ = ConnectClient.get_token_response.__doc__
+
+
+def _on_default(method: Callable[Concatenate[ConnectClient, _P], _R]) -> Callable[_P, _R]:
+    """``method`` of the process-wide client, as a module function."""
+
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(default_client(), *args, **kwargs)
+
+    return _like(call, method)
+
+
+def _aon_default(
+    method: Callable[Concatenate[ConnectClient, _P], Awaitable[_R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """``_on_default`` for an async method."""
+
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await method(default_client(), *args, **kwargs)
+
+    return _like(call, method)
+
+
+def _like(call: _F, method: Callable[..., Any]) -> _F:
+    """``call`` named, documented and signed as ``method`` without its ``self``."""
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
+    call.__name__ = call.__qualname__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
+aget_token = _aon_default(ConnectClient.aget_token)
+aget_token_response = _aon_default(ConnectClient.aget_token_response)
+revoke_token = _on_default(ConnectClient.revoke_token)
+arevoke_token = _aon_default(ConnectClient.arevoke_token)
+delete_token_cache_entry = _on_default(ConnectClient.delete_token_cache_entry)
+clear_token_cache = _on_default(ConnectClient.clear_token_cache)
+start_authorization = _on_default(ConnectClient.start_authorization)
+astart_authorization = _aon_default(ConnectClient.astart_authorization)
+experimental_start_installation = _on_default(ConnectClient.experimental_start_installation)
+aexperimental_start_installation = _aon_default(ConnectClient.aexperimental_start_installation)
+get_connector_metadata = _on_default(ConnectClient.get_connector_metadata)
+aget_connector_metadata = _aon_default(ConnectClient.aget_connector_metadata)
+wait_for_authorization = _on_default(ConnectClient.wait_for_authorization)
+await_for_authorization = _aon_default(ConnectClient.await_for_authorization)

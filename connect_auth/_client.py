@@ -8,30 +8,27 @@ import math
 import os
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, Unpack, cast
+from typing import Any, Self, cast
 
 import httpx
 
 from ._authorize import (
     AuthorizationRequest,
     ConnectorMetadata,
-    StartAuthorizationOptions,
-    StartInstallationOptions,
     authorize_body,
     install_body,
     parse_authorization_request,
     parse_connector_metadata,
 )
 from ._config import resolve_base_url
+from ._docs import shared_args
 from ._engine import CacheKey, SharedCache, TokenEngine
 from ._errors import AuthorizationPendingError, OidcTokenError, UserAuthorizationRequiredError
 from ._models import (
     SubjectLike,
     TokenExchangeSubject,
-    TokenOptions,
-    TokenParamsOptions,
     TokenRequest,
     TokenResponse,
     VercelToken,
@@ -57,6 +54,7 @@ _REVOKE_FAILED = "Failed to revoke token"
 _live_clients: weakref.WeakSet[ConnectClient] = weakref.WeakSet()
 
 
+@shared_args
 class ConnectClient:
     """A Vercel Connect client with its own token cache; sync and async in one object.
 
@@ -167,20 +165,98 @@ class ConnectClient:
     # -- public API: tokens ------------------------------------------------
 
     def get_token(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> str:
         """Return a provider access token for ``connector`` and ``subject``.
 
         Served from the cache while ``expires_at - now > validity_buffer_ms``;
         otherwise fetched once (concurrent callers share the fetch) and cached.
+
+        Raises:
+            UserAuthorizationRequiredError: the user has not consented yet (see
+                `start_authorization`).
+            ConnectError: any other refusal, or `ConnectUnavailableError` once
+                transient failures outlast the retry policy.
+            ValueError: an argument is invalid (before any network call).
         """
-        return self._serve(connector, subject, options).token  # type: ignore[arg-type]
+        if (  # no option given: the cache-hit path (`is` tests are the cheapest check)
+            installation_id is None
+            and audience is None
+            and scopes is None
+            and resources is None
+            and authorization_details is None
+            and validity_buffer_ms is None
+            and vercel_token is None
+            and force_refresh is False
+            and no_cache is False
+        ):
+            return self._serve(connector, subject, {}).token
+        options = token_options(
+            installation_id,
+            audience,
+            scopes,
+            resources,
+            authorization_details,
+            validity_buffer_ms,
+            vercel_token,
+            force_refresh,
+            no_cache,
+        )
+        return self._serve_with_options(connector, subject, options).token
 
     def get_token_response(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> TokenResponse:
-        """Like `get_token`, but return the whole `TokenResponse`."""
-        return self._serve(connector, subject, options)  # type: ignore[arg-type]
+        """Like `get_token`, but return the whole `TokenResponse` (expiry, scopes,
+        installation)."""
+        if (  # no option given: the cache-hit path (`is` tests are the cheapest check)
+            installation_id is None
+            and audience is None
+            and scopes is None
+            and resources is None
+            and authorization_details is None
+            and validity_buffer_ms is None
+            and vercel_token is None
+            and force_refresh is False
+            and no_cache is False
+        ):
+            return self._serve(connector, subject, {})
+        options = token_options(
+            installation_id,
+            audience,
+            scopes,
+            resources,
+            authorization_details,
+            validity_buffer_ms,
+            vercel_token,
+            force_refresh,
+            no_cache,
+        )
+        return self._serve_with_options(connector, subject, options)
 
     def _serve(
         self, connector: str, subject: SubjectLike, options: dict[str, Any]
@@ -201,32 +277,101 @@ class ConnectClient:
         return self._engine.token_for(request, vercel_token, force_refresh=force, no_cache=no_cache)
 
     async def aget_token(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> str:
         """Async `get_token`; never blocks the event loop (asyncio or trio)."""
-        return (await self.aget_token_response(connector, subject=subject, **options)).token
+        options = token_options(
+            installation_id,
+            audience,
+            scopes,
+            resources,
+            authorization_details,
+            validity_buffer_ms,
+            vercel_token,
+            force_refresh,
+            no_cache,
+        )
+        return (await self._aserve(connector, subject, options)).token
 
     async def aget_token_response(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
+        force_refresh: bool = False,
+        no_cache: bool = False,
     ) -> TokenResponse:
         """Async `get_token_response`."""
+        options = token_options(
+            installation_id,
+            audience,
+            scopes,
+            resources,
+            authorization_details,
+            validity_buffer_ms,
+            vercel_token,
+            force_refresh,
+            no_cache,
+        )
+        return await self._aserve(connector, subject, options)
+
+    async def _aserve(
+        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+    ) -> TokenResponse:
         request, vercel_token, force, no_cache = _split(
-            connector,
-            subject,
-            options,  # type: ignore[arg-type]
-            self.validity_buffer_ms,
+            connector, subject, options, self.validity_buffer_ms
         )
         return await self._engine.atoken_for(
             request, vercel_token, force_refresh=force, no_cache=no_cache
         )
 
     def delete_token_cache_entry(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[TokenParamsOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
     ) -> None:
         """Remove the cache entries that `get_token` would use for these arguments, under
         every Vercel credential this client has used; no-op if absent. Needs no
         credential, so it works after the one in use expired."""
-        request, vercel_token, _, _ = _split(connector, subject, options)  # type: ignore[arg-type]
+        options = token_options(
+            installation_id,
+            audience,
+            scopes,
+            resources,
+            authorization_details,
+            validity_buffer_ms,
+            vercel_token,
+            False,
+            False,
+        )
+        request, vercel_token, _, _ = _split(connector, subject, options)
         digests = self._engine.delete_request(request.key)
         if self._shared is not None:
             with contextlib.suppress(OidcTokenError):  # no credential now: the known ones
@@ -284,33 +429,34 @@ class ConnectClient:
     # -- public API: consent, installation, metadata ----------------------
 
     def start_authorization(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        callback_url: str | None = None,
+        webhook: str | None = None,
+        device_code: bool | None = None,
+        expires_in_ms: float | None = None,
+        prompt: str | None = None,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> AuthorizationRequest:
         """Start user consent: where to send ``subject`` so the connector may act for them.
 
         Call it after `get_token` raised `UserAuthorizationRequiredError`, send the
         user to the returned ``url`` (or show its ``device_code``), then call
-        `get_token` again, or `wait_for_authorization`.
+        `get_token` again, or `wait_for_authorization`. Every argument but
+        ``connector`` and ``subject`` is optional; ``installation_id``, ``audience``,
+        ``scopes``, ``resources`` and ``authorization_details`` are the token's, as
+        for `get_token` (scopes default to ``["*"]``).
 
         Args:
-            connector: the connector uid (``slack/acme-slack``) or id.
             subject: who consents: usually a `UserSubject` or ``{"type": "user", "id": ...}``.
-            **options: every one optional:
-
-                - ``callback_url``: where the browser returns after consent;
-                  ``https:``, or ``http:`` on ``localhost``, ``*.localhost``,
-                  127.0.0.1 or [::1]. Sent as ``returnUrl``.
-                - ``webhook``: an ``https:`` URL Connect calls when the flow ends.
-                - ``device_code``: ``True`` for the device-code flow (the user types
-                  a code at ``url``). With ``VERCEL_CONNECT_INTERACTIVE_AUTH_MODE=detached``
-                  it defaults to ``True`` and ``callback_url`` is dropped with a warning.
-                - ``expires_in_ms``: how long the request stays open.
-                - ``prompt``: the OAuth ``prompt`` passed to the provider (``consent``).
-                - ``installation_id``, ``audience``, ``scopes``, ``resources``,
-                  ``authorization_details``: as for `get_token` (scopes default to ``["*"]``).
-                - ``vercel_token``: the Vercel credential for this call.
-                - ``region``: a Vercel region id for this call, as for
-                  `get_connector_metadata`.
 
         Returns:
             The `AuthorizationRequest`; its ``repr`` hides the ``verifier``.
@@ -321,28 +467,90 @@ class ConnectClient:
             ConnectError: Connect refused the request (for example
                 `ConnectorNotFoundError`).
         """
-        return self._wire.call(*self._authorize_call(connector, subject, dict(options)))
+        return self._wire.call(
+            *self._authorize_call(
+                connector,
+                subject,
+                callback_url=callback_url,
+                webhook=webhook,
+                device_code=device_code,
+                expires_in_ms=expires_in_ms,
+                prompt=prompt,
+                installation_id=installation_id,
+                audience=audience,
+                scopes=scopes,
+                resources=resources,
+                authorization_details=authorization_details,
+                vercel_token=vercel_token,
+                region=region,
+            )
+        )
 
     async def astart_authorization(
-        self, connector: str, *, subject: SubjectLike, **options: Unpack[StartAuthorizationOptions]
+        self,
+        connector: str,
+        *,
+        subject: SubjectLike,
+        callback_url: str | None = None,
+        webhook: str | None = None,
+        device_code: bool | None = None,
+        expires_in_ms: float | None = None,
+        prompt: str | None = None,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> AuthorizationRequest:
         """Async `start_authorization`, on the caller's event loop."""
-        return await self._wire.acall(*self._authorize_call(connector, subject, dict(options)))
+        return await self._wire.acall(
+            *self._authorize_call(
+                connector,
+                subject,
+                callback_url=callback_url,
+                webhook=webhook,
+                device_code=device_code,
+                expires_in_ms=expires_in_ms,
+                prompt=prompt,
+                installation_id=installation_id,
+                audience=audience,
+                scopes=scopes,
+                resources=resources,
+                authorization_details=authorization_details,
+                vercel_token=vercel_token,
+                region=region,
+            )
+        )
 
     def experimental_start_installation(
-        self, connector: str, **options: Unpack[StartInstallationOptions]
+        self,
+        connector: str,
+        *,
+        tenant_id: str | None = None,
+        callback_url: str | None = None,
+        webhook: str | None = None,
+        device_code: bool | None = None,
+        expires_in_ms: float | None = None,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> AuthorizationRequest:
         """Start installing the connector in a provider tenant (a Slack workspace, a GitHub
         org): where to send the operator. Experimental, as in Vercel's SDK: Connect
-        enables it per team.
+        enables it per team. Every argument but ``connector`` is optional.
 
         Args:
-            connector: the connector uid or id.
-            **options: every one optional: ``callback_url``, ``webhook``,
-                ``device_code``, ``expires_in_ms``, ``vercel_token``, ``region`` as for
-                `start_authorization`; ``tenant_id``: the provider tenant to install
-                into; ``installation_id``, ``audience``, ``scopes``, ``resources``,
-                ``authorization_details``: sent only when given (no default scopes).
+            installation_id: sent only when given.
+            audience: sent only when given.
+            scopes: sent only when given (no default scopes).
+            resources: sent only when given.
+            authorization_details: sent only when given.
 
         Returns:
             The `AuthorizationRequest`.
@@ -351,13 +559,59 @@ class ConnectClient:
             ValueError: an argument is invalid (before any network call).
             ConnectError: Connect refused the request.
         """
-        return self._wire.call(*self._install_call(connector, dict(options)))
+        return self._wire.call(
+            *self._install_call(
+                connector,
+                tenant_id=tenant_id,
+                callback_url=callback_url,
+                webhook=webhook,
+                device_code=device_code,
+                expires_in_ms=expires_in_ms,
+                installation_id=installation_id,
+                audience=audience,
+                scopes=scopes,
+                resources=resources,
+                authorization_details=authorization_details,
+                vercel_token=vercel_token,
+                region=region,
+            )
+        )
 
     async def aexperimental_start_installation(
-        self, connector: str, **options: Unpack[StartInstallationOptions]
+        self,
+        connector: str,
+        *,
+        tenant_id: str | None = None,
+        callback_url: str | None = None,
+        webhook: str | None = None,
+        device_code: bool | None = None,
+        expires_in_ms: float | None = None,
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        vercel_token: VercelToken | None = None,
+        region: str | None = None,
     ) -> AuthorizationRequest:
         """Async `experimental_start_installation`."""
-        return await self._wire.acall(*self._install_call(connector, dict(options)))
+        return await self._wire.acall(
+            *self._install_call(
+                connector,
+                tenant_id=tenant_id,
+                callback_url=callback_url,
+                webhook=webhook,
+                device_code=device_code,
+                expires_in_ms=expires_in_ms,
+                installation_id=installation_id,
+                audience=audience,
+                scopes=scopes,
+                resources=resources,
+                authorization_details=authorization_details,
+                vercel_token=vercel_token,
+                region=region,
+            )
+        )
 
     def get_connector_metadata(
         self,
@@ -398,20 +652,23 @@ class ConnectClient:
         subject: SubjectLike,
         timeout: float = 300.0,
         interval: float = 2.0,
-        **options: Unpack[TokenParamsOptions],
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
     ) -> TokenResponse:
         """Wait until ``subject`` has authorized ``connector``, then return the token.
 
         Asks Connect for a fresh token every ``interval`` seconds while the answer
         is `AuthorizationPendingError` or `UserAuthorizationRequiredError`; a
-        ``slow_down`` answer adds 5 seconds to the interval (as RFC 8628 asks).
+        ``slow_down`` answer adds 5 seconds to the interval (as RFC 8628 asks). The
+        token arguments are as for `get_token`.
 
         Args:
-            connector: the connector uid or id.
             subject: the subject whose consent is awaited.
-            timeout: seconds to wait in all.
-            interval: seconds between two asks.
-            **options: token options, as for `get_token`.
 
         Raises:
             TimeoutError: no token after ``timeout`` seconds.
@@ -422,10 +679,19 @@ class ConnectClient:
         deadline = time.monotonic() + _positive("timeout", timeout)
         interval = _positive("interval", interval)
         while True:
+            options = token_options(
+                installation_id,
+                audience,
+                scopes,
+                resources,
+                authorization_details,
+                validity_buffer_ms,
+                vercel_token,
+                True,
+                False,
+            )
             try:
-                return self.get_token_response(
-                    connector, subject=subject, force_refresh=True, **options
-                )
+                return self._serve_with_options(connector, subject, options)
             except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
                 interval = _next_interval(interval, exc)
                 time.sleep(_pause(deadline, interval, connector, timeout))
@@ -437,7 +703,13 @@ class ConnectClient:
         subject: SubjectLike,
         timeout: float = 300.0,
         interval: float = 2.0,
-        **options: Unpack[TokenParamsOptions],
+        installation_id: str | None = None,
+        audience: Sequence[str] | None = None,
+        scopes: Sequence[str] | None = None,
+        resources: Sequence[str] | None = None,
+        authorization_details: Sequence[Mapping[str, Any]] | None = None,
+        validity_buffer_ms: float | None = None,
+        vercel_token: VercelToken | None = None,
     ) -> TokenResponse:
         """Async `wait_for_authorization` (asyncio or trio)."""
         import anyio
@@ -445,10 +717,19 @@ class ConnectClient:
         deadline = time.monotonic() + _positive("timeout", timeout)
         interval = _positive("interval", interval)
         while True:
+            options = token_options(
+                installation_id,
+                audience,
+                scopes,
+                resources,
+                authorization_details,
+                validity_buffer_ms,
+                vercel_token,
+                True,
+                False,
+            )
             try:
-                return await self.aget_token_response(
-                    connector, subject=subject, force_refresh=True, **options
-                )
+                return await self._aserve(connector, subject, options)
             except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
                 interval = _next_interval(interval, exc)
                 await anyio.sleep(_pause(deadline, interval, connector, timeout))
@@ -458,26 +739,55 @@ class ConnectClient:
     def token_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
-        """Serve ``request`` from the cache or a shared fetch, blocking this thread."""
+        """Serve ``request`` from the cache or a shared fetch, blocking this thread.
+
+        The adapters' way in: they build their `TokenRequest` once.
+
+        Args:
+            request: what to serve, from `TokenRequest.build`.
+            vercel_token: the Vercel credential (``None``: the client's, else looked up).
+            force_refresh: ``True`` to fetch a new token even if one is cached.
+        """
         return self._engine.token_for(request, vercel_token, force_refresh=force_refresh)
 
     async def atoken_for(
         self, request: TokenRequest, vercel_token: str | None = None, *, force_refresh: bool = False
     ) -> TokenResponse:
-        """Serve ``request`` from the cache or a shared fetch, on this event loop."""
+        """Async `token_for`, on this event loop.
+
+        Args:
+            request: what to serve, from `TokenRequest.build`.
+            vercel_token: the Vercel credential (``None``: the client's, else looked up).
+            force_refresh: ``True`` to fetch a new token even if one is cached.
+        """
         return await self._engine.atoken_for(request, vercel_token, force_refresh=force_refresh)
 
     def cached(
         self, request: TokenRequest, vercel_token: str | None = None, *, on_loop: bool = False
     ) -> TokenResponse | None:
-        """The cached response for ``request`` if fresh, else None; no I/O and no lock
-        (see `TokenEngine.cached`)."""
+        """The cached response for ``request`` if fresh, else None; no I/O and no lock.
+
+        Args:
+            request: what to look up, from `TokenRequest.build`.
+            vercel_token: the Vercel credential the token was fetched with.
+            on_loop: ``True`` when called from async code, so a refresh-ahead starts
+                on the running event loop instead of a thread.
+        """
         return self._engine.cached(request, vercel_token, on_loop=on_loop)
 
     def invalidate(
         self, request: TokenRequest, token: str, vercel_token: str | None = None
     ) -> bool:
-        """Drop the cached entry for ``request`` only if it still holds ``token``."""
+        """Drop the cached entry for ``request`` only if it still holds ``token``.
+
+        Args:
+            request: the request the token was served for.
+            token: the token the provider refused; a newer cached one is kept.
+            vercel_token: the Vercel credential the token was fetched with.
+
+        Returns:
+            Whether an entry was dropped.
+        """
         return self._engine.invalidate(request, token, vercel_token)
 
     # -- lifecycle ----------------------------------------------------------
@@ -555,12 +865,12 @@ class ConnectClient:
         return request, path, body, self._engine.credential(vercel_token)
 
     def _authorize_call(
-        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+        self, connector: str, subject: SubjectLike, **options: Any
     ) -> CallPlan[AuthorizationRequest]:
         """What `start_authorization` sends, validated before any I/O."""
-        vercel_token = credential_arg(options.pop("vercel_token", None))
-        base_url = self._region_base_url(options.pop("region", None))
-        flow = {k: options.pop(k, None) for k in _AUTHORIZE_FLOW}
+        vercel_token = credential_arg(options.pop("vercel_token"))
+        base_url = self._region_base_url(options.pop("region"))
+        flow = {k: options.pop(k) for k in _AUTHORIZE_FLOW}
         request = TokenRequest.build(connector, subject=subject, **options)
         body = authorize_body(request, os.environ, **flow)
         path = connector_path("/v1/connect/authorize/", connector)
@@ -570,12 +880,10 @@ class ConnectClient:
             Report.of("start_authorization", request), base_url,
         )  # fmt: skip
 
-    def _install_call(
-        self, connector: str, options: dict[str, Any]
-    ) -> CallPlan[AuthorizationRequest]:
+    def _install_call(self, connector: str, **options: Any) -> CallPlan[AuthorizationRequest]:
         """What `experimental_start_installation` sends, validated before any I/O."""
-        vercel_token = credential_arg(options.pop("vercel_token", None))
-        base_url = self._region_base_url(options.pop("region", None))
+        vercel_token = credential_arg(options.pop("vercel_token"))
+        base_url = self._region_base_url(options.pop("region"))
         body = install_body(connector, os.environ, **options)
         path = connector_path("/v1/connect/install/", connector)
         return (
@@ -661,6 +969,35 @@ def _pause(deadline: float, interval: float, connector: str, timeout: float) -> 
 
 def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:
     return "POST", connector_path("/v1/connect/token/", request.connector), request.params.to_wire()
+
+
+def token_options(
+    installation_id: object,
+    audience: object,
+    scopes: object,
+    resources: object,
+    authorization_details: object,
+    validity_buffer_ms: object,
+    vercel_token: object,
+    force_refresh: object,
+    no_cache: object,
+) -> dict[str, Any]:
+    """A token call's options as `_split` takes them: only the ones given."""
+    given = {
+        "installation_id": installation_id,
+        "audience": audience,
+        "scopes": scopes,
+        "resources": resources,
+        "authorization_details": authorization_details,
+        "validity_buffer_ms": validity_buffer_ms,
+        "vercel_token": vercel_token,
+        "force_refresh": force_refresh,
+        "no_cache": no_cache,
+    }
+    # `False` is the default of the two flags; any other value is checked by `_split`.
+    return {
+        name: value for name, value in given.items() if value is not None and value is not False
+    }
 
 
 def _split(

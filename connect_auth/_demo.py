@@ -51,14 +51,17 @@ class _Demo:
 
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[None]:
-    """A spinner on stderr while something slow runs (dots when not a terminal)."""
+    """A spinner on stderr while something slow runs, on a terminal only (a log file
+    gets the section's result line, not a row of progress marks)."""
+    if not sys.stderr.isatty():
+        yield
+        return
     done = threading.Event()
-    tty = sys.stderr.isatty()
 
     def spin() -> None:
         frames = itertools.cycle("|/-\\")
         while not done.wait(0.1):
-            sys.stderr.write(f"\r    {label} {next(frames)}" if tty else ".")
+            sys.stderr.write(f"\r    {label} {next(frames)}")
             sys.stderr.flush()
 
     thread = threading.Thread(target=spin, daemon=True)
@@ -68,7 +71,7 @@ def _progress(label: str) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
-        sys.stderr.write("\r" + " " * (len(label) + 8) + "\r" if tty else "\n")
+        sys.stderr.write("\r" + " " * (len(label) + 8) + "\r")
         sys.stderr.flush()
 
 

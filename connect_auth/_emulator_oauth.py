@@ -34,7 +34,22 @@ def pkce_s256(verifier: str) -> str:
 
 @dataclass
 class OAuthGrant:
-    """A user's sign-in through one connector: its code, then its tokens."""
+    """A user's sign-in through one connector: its code, then its tokens.
+
+    Attributes:
+        connector: the connector uid signed in through.
+        user: the user id that signed in.
+        redirect_uri: the callback the code was sent to.
+        scope: the scopes granted, space-separated.
+        code_challenge: the PKCE challenge the code was bound to.
+        team_id: the Vercel team, when the sign-in named one.
+        code: the authorization code (hidden from ``repr``).
+        code_expires: when the code lapses, in seconds since the epoch.
+        code_used: whether the code was exchanged (a code works once).
+        access_tokens: the access tokens issued (hidden from ``repr``).
+        refresh_token: the current refresh token (hidden from ``repr``).
+        revoked: whether the grant was revoked.
+    """
 
     connector: str
     user: str

@@ -33,7 +33,13 @@ Answer = tuple[int, dict[str, Any]]
 
 @dataclass(frozen=True)
 class Installation:
-    """One tenant a connector is installed in (a Slack workspace, a GitHub org)."""
+    """One tenant a connector is installed in (a Slack workspace, a GitHub org).
+
+    Attributes:
+        id: the installation id tokens report (``inst_...``).
+        name: its display name.
+        tenant_id: the provider's id of the tenant (a Slack team id).
+    """
 
     id: str
     name: str | None = None
@@ -51,6 +57,22 @@ class ConnectorSpec:
     ``token_ttl`` is the lifetime of issued tokens, in seconds. ``redirect_uris``
     are the sign-in callbacks registered for the connector beyond loopback ones
     (``/oauth/authorize`` sends a code to no other address).
+
+    Attributes:
+        uid: the connector uid, ``<type>/<name>`` (``"slack/acme-slack"``).
+        id: its opaque id (default: made from the uid, ``scl_...``).
+        type: the provider kind Connect reports (``"slack"``, ``"github"``, ``"oauth"``).
+        name: its display name.
+        installations: the tenants it is installed in.
+        default_installation: the installation app tokens use when a call names none.
+        requires_installation: app tokens need an installation id (when there is no
+            default).
+        users: the user ids that have consented.
+        links: project id to enabled environments; ``None``: the emulator's project,
+            every environment.
+        token_ttl: the lifetime of issued tokens, in seconds.
+        metadata: extra public fields of its metadata answer (``data``).
+        redirect_uris: the registered sign-in callbacks beyond loopback ones.
     """
 
     uid: str
@@ -94,7 +116,19 @@ class Fault:
 
 @dataclass(frozen=True)
 class Call:
-    """One Connect API call as the emulator saw it (never the caller's token)."""
+    """One Connect API call as the emulator saw it (never the caller's token).
+
+    Attributes:
+        endpoint: ``"token"``, ``"revoke"``, ``"metadata"``, ``"authorize"`` or
+            ``"install"``.
+        connector: the connector as the path named it.
+        subject: the request's subject object (``None`` when it had none).
+        params: the rest of the request body.
+        identity: the verified claims of the caller's Vercel OIDC token, or ``None``.
+        status: the HTTP status answered (``None`` for a dropped connection).
+        fault: the injected fault that answered, if any (``"fail"``, ``"drop"``...).
+        at: when the call arrived, in seconds since the epoch.
+    """
 
     endpoint: str  # "token" | "revoke" | "metadata"
     connector: str
@@ -108,7 +142,20 @@ class Call:
 
 @dataclass(frozen=True)
 class ProviderCall:
-    """One request to the fake provider API; ``token_state`` says what its token was."""
+    """One request to the fake provider API.
+
+    Attributes:
+        host: the ``Host`` the request was sent to.
+        method: its HTTP method.
+        path: the provider path after the connector.
+        had_authorization: whether it carried an ``Authorization`` header.
+        token_state: what its token was: ``live``, ``expired``, ``revoked``,
+            ``unknown``, ``wrong_connector``, ``missing`` or ``ignored``.
+        token_id: the id of the token it carried, when the emulator issued it.
+        body_length: the request body's size in bytes.
+        body_sha256: the request body's SHA-256, in hex.
+        status: the HTTP status answered.
+    """
 
     host: str
     method: str
@@ -123,7 +170,18 @@ class ProviderCall:
 
 @dataclass
 class IssuedToken:
-    """A token the emulator issued, and its state."""
+    """A token the emulator issued, and its state.
+
+    Attributes:
+        token: the token itself (hidden from ``repr``).
+        token_id: its id, as in `TokenResponse.token_id`.
+        connector: the connector uid it was issued for.
+        subject: the subject, as sent.
+        installation_id: the installation it belongs to.
+        expires_at_ms: its expiry, in milliseconds since the epoch.
+        project_id: the project of the Vercel credential that asked for it.
+        revoked: whether it was revoked.
+    """
 
     token: str = field(repr=False)
     token_id: str
@@ -141,6 +199,20 @@ class AuthorizationFlow:
 
     ``status`` is ``pending`` until someone approves or denies it on its page (or
     with `ConnectEmulator.approve` / `ConnectEmulator.deny`).
+
+    Attributes:
+        id: the request id, as in `AuthorizationRequest.request`.
+        kind: ``"authorize"`` or ``"install"``.
+        connector: the connector uid.
+        subject: the subject, as sent (``None`` for installations).
+        verifier: the request's secret (hidden from ``repr``).
+        device_code: its device code, for device-code flows.
+        return_url: where the browser goes when it ends (``returnUrl``).
+        webhook: the URL told when it ends.
+        tenant_id: the tenant an installation is for.
+        expires_at_ms: when it lapses, in milliseconds since the epoch.
+        status: ``pending``, ``approved`` or ``denied``.
+        installation_id: the installation an approved installation made.
     """
 
     id: str

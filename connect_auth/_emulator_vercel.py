@@ -25,7 +25,13 @@ CLI_CLIENT_ID = "cl_HYyOPBNtFMfHhaUn9L4QPfTZz6TP47bp"
 
 @dataclass
 class CliLogin:
-    """A Vercel CLI login: what ``vercel login`` keeps in ``auth.json``."""
+    """A Vercel CLI login: what ``vercel login`` keeps in ``auth.json``.
+
+    Attributes:
+        token: the CLI's access token (hidden from ``repr``).
+        refresh_token: its refresh token (hidden from ``repr``).
+        expires_at: when the access token expires, in seconds since the epoch.
+    """
 
     token: str = field(repr=False)
     refresh_token: str = field(repr=False)
@@ -66,8 +72,12 @@ class VercelApi:
         self.project_tokens = 0
 
     def login(self, *, lifetime: float = 3600.0) -> CliLogin:
-        """A new CLI login, its token valid for ``lifetime`` seconds (negative: already
-        expired, as after a day away)."""
+        """A new CLI login.
+
+        Args:
+            lifetime: seconds its token stays valid (negative: already expired, as
+                after a day away).
+        """
         token, refresh = "vcli_" + secrets.token_urlsafe(18), "vclr_" + secrets.token_urlsafe(18)
         expires_at = int(self._clock() + lifetime)
         with self._lock:
@@ -82,12 +92,20 @@ class VercelApi:
             self._refresh.clear()
 
     def discovery(self, base_url: str) -> Answer:
-        """The OAuth discovery document (``/.well-known/openid-configuration``)."""
+        """The OAuth discovery document (``/.well-known/openid-configuration``).
+
+        Args:
+            base_url: the emulator's origin, the issuer it names.
+        """
         return 200, {"issuer": base_url, "token_endpoint": base_url + TOKEN_PATH}
 
     def refresh(self, form: Mapping[str, str]) -> Answer:
         """The ``refresh_token`` grant for the CLI's client: a new token and a new
-        refresh token (the old one is spent)."""
+        refresh token (the old one is spent).
+
+        Args:
+            form: the token endpoint's form fields.
+        """
         if form.get("grant_type") != "refresh_token" or form.get("client_id") != CLI_CLIENT_ID:
             return 400, {"error": "unsupported_grant_type"}
         with self._lock:
@@ -105,7 +123,13 @@ class VercelApi:
 
     def project_token(self, project_id: str, team_id: str | None, authorization: str) -> Answer:
         """``POST /v1/projects/{id}/token``: an OIDC token for a project, for a valid
-        CLI login of its team."""
+        CLI login of its team.
+
+        Args:
+            project_id: the project in the path.
+            team_id: the ``teamId`` query parameter, if any.
+            authorization: the request's ``Authorization`` header.
+        """
         token = authorization[7:] if authorization.startswith("Bearer ") else ""
         with self._lock:
             expires_at = self._access.get(token)

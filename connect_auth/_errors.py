@@ -64,6 +64,16 @@ class ConnectError(Exception):
         vendor: dict[str, object] | None = None,
         request_id: str | None = None,
     ) -> None:
+        """Connect errors are raised by connect_auth; you make one only in tests.
+
+        Args:
+            message: what went wrong and what to do, without any token.
+            code: the machine-readable ``error.code`` from Connect, if any.
+            status: the HTTP status, or ``None`` when no response arrived.
+            status_text: the HTTP reason phrase.
+            vendor: vendor-specific detail object from the error envelope.
+            request_id: the ``x-vercel-id`` header, to quote to Vercel support.
+        """
         super().__init__(message)
         self.message = message
         self.code = code

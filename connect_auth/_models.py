@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
+from ._docs import shared_args
+
 #: Default validity buffer: a token within 30 s of expiry is not served.
 DEFAULT_BUFFER_MS = 30_000.0
 
@@ -56,7 +58,12 @@ class AppSubject:
 
 @dataclass(frozen=True, slots=True)
 class UserSubject:
-    """A named user; ``issuer`` is the OIDC issuer of ``id`` when not the default."""
+    """A named user of your app.
+
+    Attributes:
+        id: the user's id in your app (or at ``issuer``).
+        issuer: the OIDC issuer of ``id``, when not the default.
+    """
 
     id: str
     issuer: str | None = None
@@ -75,7 +82,15 @@ class UserSubject:
 
 @dataclass(frozen=True, slots=True)
 class JwtBearerSubject:
-    """An RFC 7523 JWT-bearer assertion that Connect mints for ``sub``."""
+    """An RFC 7523 JWT-bearer assertion that Connect mints for ``sub``.
+
+    Attributes:
+        sub: the assertion's subject.
+        iss: its issuer, when not the connector's default.
+        aud: its audience, when not the connector's default.
+        additional_claims: more claims to put in the assertion (JSON values; copied,
+            so later changes to your dict change nothing).
+    """
 
     sub: str
     iss: str | None = None
@@ -113,7 +128,11 @@ class JwtBearerSubject:
 
 @dataclass(frozen=True, slots=True)
 class TokenExchangeSubject:
-    """Token exchange of a credential you already hold (never shown in ``repr``)."""
+    """Token exchange of a credential you already hold.
+
+    Attributes:
+        token: the credential to exchange (never shown in ``repr``).
+    """
 
     token: str = field(repr=False)
 
@@ -125,6 +144,7 @@ class TokenExchangeSubject:
         return {"type": "token", "token": self.token}
 
 
+#: A subject object: the app, a user, a JWT-bearer assertion or a token exchange.
 Subject: TypeAlias = AppSubject | UserSubject | JwtBearerSubject | TokenExchangeSubject
 
 
@@ -160,6 +180,7 @@ class TokenExchangeSubjectDict(TypedDict):
     token: str
 
 
+#: A subject in its TypeScript-style dict form (``{"type": "app"}``).
 SubjectDict: TypeAlias = (
     AppSubjectDict | UserSubjectDict | JwtBearerSubjectDict | TokenExchangeSubjectDict
 )
@@ -344,7 +365,17 @@ class RequestKey:
 
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
-    """A validated connector + params pair and its cache key (without the credential)."""
+    """A validated connector + params pair and its cache key (without the credential).
+
+    Made by `build`; the adapters build theirs once and pass it to
+    `ConnectClient.token_for`.
+
+    Attributes:
+        connector: the connector uid or id.
+        params: the validated token parameters (subject, scopes...).
+        key: the cache key (connector and normalized parameters).
+        buffer_ms: the validity buffer the cache applies, in milliseconds.
+    """
 
     connector: str
     params: TokenParams
@@ -352,10 +383,30 @@ class TokenRequest:
     buffer_ms: float = DEFAULT_BUFFER_MS
 
     @classmethod
-    def build(cls, connector: object, *, subject: object, **options: object) -> TokenRequest:
+    @shared_args
+    def build(
+        cls,
+        connector: object,
+        *,
+        subject: object,
+        installation_id: object = None,
+        audience: object = None,
+        scopes: object = None,
+        resources: object = None,
+        authorization_details: object = None,
+        validity_buffer_ms: object = None,
+    ) -> TokenRequest:
         """Validate everything; ``TypeError``/``ValueError`` name the argument to fix."""
         connector = check_connector(connector)
-        params = TokenParams.build(subject=subject, **options)
+        params = TokenParams.build(
+            subject=subject,
+            installation_id=installation_id,
+            audience=audience,
+            scopes=scopes,
+            resources=resources,
+            authorization_details=authorization_details,
+            validity_buffer_ms=validity_buffer_ms,
+        )
         buffer = params.validity_buffer_ms
         return cls(
             connector,

@@ -175,6 +175,10 @@ def oidc_token_scope(token: str | None) -> Iterator[None]:
 
     Scoped to the current thread or task (a ``ContextVar``), as Vercel's runtime
     scopes the ``x-vercel-oidc-token`` header to one incoming request.
+
+    Args:
+        token: the request's Vercel OIDC token (its ``x-vercel-oidc-token`` header);
+            ``None`` hides any scoped token for the block.
     """
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise ValueError("the scoped OIDC token must be a non-empty string or None")

@@ -50,6 +50,16 @@ class RetryPolicy:
     ``asleep``, a ``sleep`` of your own is called from a worker thread (so the event
     loop keeps running), and the default waits with ``anyio.sleep``. Both are
     injectable so tests and progress displays can observe the waits.
+
+    Attributes:
+        max_attempts: attempts in all, the first included (``1``: no retries).
+        deadline: seconds from the first attempt after which no attempt or wait starts.
+        initial_backoff: the first wait's ceiling, in seconds (then doubled each time).
+        max_backoff: the largest wait ceiling, in seconds.
+        retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
+        sleep: ``sleep(seconds)`` between sync attempts (default ``time.sleep``).
+        asleep: ``await asleep(seconds)`` between async attempts (default: ``sleep``
+            in a worker thread if you gave one, else ``anyio.sleep``).
     """
 
     max_attempts: int = 4
@@ -75,9 +85,12 @@ class RetryPolicy:
                 raise ValueError(f"RetryPolicy.{name} must be a finite positive number")
 
     def wait_for(self, attempt: int, retry_after: float | None, jitter: float) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based); pure.
+        """Seconds to wait after a failed attempt; pure.
 
-        ``jitter`` is a uniform sample in [0, 1).
+        Args:
+            attempt: the number of the attempt that failed (1-based).
+            retry_after: the answer's ``Retry-After`` in seconds, if it had one.
+            jitter: a uniform sample in [0, 1).
         """
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)

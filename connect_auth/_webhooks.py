@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from ._config import is_secure_url, unambiguous_url
+from ._docs import args_of
 from ._errors import WebhookVerificationError
 from ._flight import result_of, wait_async
 from ._observe import Report, reporting
@@ -137,6 +138,7 @@ def verify_connect_webhook(
     return _finish(token, _key_after(_JWKS.key(expected.jwks_url, kid), kid), expected)
 
 
+@args_of(verify_connect_webhook)
 async def averify_connect_webhook(
     headers_or_request: object,
     *,

@@ -17,6 +17,7 @@ except ImportError as exc:  # an optional extra, or an aiohttp without client mi
     ) from exc
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind
+from ._docs import shared_args
 from ._refusal import Done, ReadBody, aadvance, refusal_flow
 
 __all__ = ["ConnectAuth"]
@@ -34,36 +35,8 @@ _first_hop: ContextVar[tuple[object, Origin] | None] = ContextVar(
 )
 
 
-class ConnectAuth(ConnectAuthBase):
-    """An aiohttp client middleware that attaches a fresh Vercel Connect token.
-
-    On a response whose status is in ``refresh_on`` (or that ``refresh_if``
-    flags), the token is refreshed once and the request resent once; a second
-    failure is returned as it is. A redirect hop to another origin gets no
-    token. Bodies aiohttp cannot send twice (async generators, ``StreamReader``)
-    are not resent. Token fetches never block the event loop.
-    Arguments: see *Adapter arguments* in the API reference.
-    """
-
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """The middleware: attach, send, and on a refusal refresh once and resend once."""
-        url = request.url
-        if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
-            return await handler(request)
-        armed = await self.aarm(request)
-        response = await handler(request)
-        if armed is None or not self.may_refuse(response.status):
-            return response
-        if not await self.arefused(response):
-            return response
-        flow = refusal_flow(self, self, request, response, armed)
-        answer = None
-        while type(to_send := await aadvance(flow, answer, self)) is not Done:
-            response.release()  # the refused answer: its connection can be reused
-            answer = response = await handler(to_send)
-        return response
-
-    # -- the binding ----------------------------------------------------------------
+class _Binding(ConnectAuthBase):
+    """How the shared refusal flow reads aiohttp's requests and responses."""
 
     def scheme_of(self, request: Any) -> str:
         return str(request.url.scheme)
@@ -90,6 +63,36 @@ class ConnectAuth(ConnectAuthBase):
             return None  # a body of unknown length stays unread until the caller reads it
         body = await read.response.read()  # kept by aiohttp for read(), text(), json()
         return bytes(body)
+
+
+@shared_args
+class ConnectAuth(_Binding):
+    """An aiohttp client middleware that attaches a fresh Vercel Connect token.
+
+    On a response whose status is in ``refresh_on`` (or that ``refresh_if``
+    flags), the token is refreshed once and the request resent once; a second
+    failure is returned as it is. A redirect hop to another origin gets no
+    token. Bodies aiohttp cannot send twice (async generators, ``StreamReader``)
+    are not resent. Token fetches never block the event loop.
+    """
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """The middleware: attach, send, and on a refusal refresh once and resend once."""
+        url = request.url
+        if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
+            return await handler(request)
+        armed = await self.aarm(request)
+        response = await handler(request)
+        if armed is None or not self.may_refuse(response.status):
+            return response
+        if not await self.arefused(response):
+            return response
+        flow = refusal_flow(self, self, request, response, armed)
+        answer = None
+        while type(to_send := await aadvance(flow, answer, self)) is not Done:
+            response.release()  # the refused answer: its connection can be reused
+            answer = response = await handler(to_send)
+        return response
 
 
 def _on_first_origin(request: Any, here: Origin) -> bool:

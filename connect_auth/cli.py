@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -37,19 +38,12 @@ from ._errors import (
     UserAuthorizationRequiredError,
 )
 from ._models import AppSubject, Subject, TokenParamsOptions, TokenResponse, UserSubject
+from ._oidc import jwt_claims
 from ._retry import RetryPolicy
 from ._version import __version__
 
-__all__ = [
-    "EXIT_CODES",
-    "EXIT_TABLE",
-    "cli_words",
-    "main",
-    "parse_scopes",
-    "parse_subject",
-    "printable",
-    "read_vercel_token",
-]
+# The command line is the interface; the helpers below are not API.
+__all__ = ["EXIT_CODES", "EXIT_TABLE", "main"]
 
 EXIT_TABLE = """exit codes:
     0  success                          8  user authorization required
@@ -110,8 +104,9 @@ _OPTIONS = {
 def cli_words(message: str) -> str:
     """A library message in the command's words: ``vercel_token=`` becomes ``--vercel-token``."""
     for name, option in _OPTIONS.items():
-        message = re.sub(rf"\b{name}(=|\b)", option + " ", message).replace(option + " =", option)
-    return re.sub(r" +", " ", message).replace(" ,", ",").strip()
+        # Not inside a word or an option already (``--subject``), and ``name=`` whole.
+        message = re.sub(rf"(?<![\w-]){name}=?(?![\w-])", option, message)
+    return message
 
 
 def parse_subject(text: str) -> Subject:
@@ -154,6 +149,11 @@ def read_vercel_token(value: str | None, path: str | None) -> str | None:
     """The credential given with ``--vercel-token`` or ``--vercel-token-file`` (``-``:
     standard input), or None to look it up as the library does."""
     if path is None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                "--vercel-token is empty: give the credential, or leave the option out "
+                "to use VERCEL_OIDC_TOKEN or .env.local"
+            )
         return value
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     text = text.strip()
@@ -178,8 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-s",
         "--subject",
-        default="app",
-        help="who the token is for: 'app' (default) or 'user:ID'",
+        help="who the token is for: 'app' (the default of `token`) or 'user:ID' "
+        "(`authorize` needs one: a user consents)",
     )
     common.add_argument(
         "--installation-id", help="installation to use ('*' for all; empty: left out)"
@@ -272,15 +272,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo",
         help="walk through the whole flow against an embedded emulator",
-        description="Start an emulator in this process and show tokens, both auth adapters, "
-        "a revoked token being refreshed, Connect 503s absorbed by backoff, and the "
-        "cost of a cached call.",
+        description="Start an emulator in this process and walk through: tokens, the "
+        "httpx and requests adapters, a revoked token refreshed, Connect 503s absorbed by "
+        "backoff, the cost of a cached call, a user's consent, a stale local credential "
+        "healing itself, and an agent calling an MCP tool for a user.",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``connect-auth`` and ``python -m connect_auth``; returns the exit code."""
+    """Entry point of ``connect-auth`` and ``python -m connect_auth``.
+
+    Args:
+        argv: the arguments after the command name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code (see ``EXIT_TABLE``).
+    """
     args = _parser().parse_args(argv)
     try:
         if args.command in ("token", "authorize"):
@@ -304,7 +312,7 @@ def _token(args: argparse.Namespace) -> int:
     say = _Say(args.command, as_json)
     progress = _Progress(verbose=args.verbose)
     try:
-        subject = parse_subject(args.subject)
+        subject = parse_subject(_subject_arg(args))
         options: TokenParamsOptions = {
             "installation_id": args.installation_id or None,  # '' is left out, as in Vercel's
             "scopes": parse_scopes(args.scopes),
@@ -343,13 +351,38 @@ def _token(args: argparse.Namespace) -> int:
         except ConnectError as exc:
             progress.stop()
             code, hint = next((c, h) for cls, c, h in EXIT_CODES if isinstance(exc, cls))
+            hint = _filled(hint, args.connector, client)
             where = f" [request id {exc.request_id}]" if exc.request_id else ""
             if isinstance(exc, ConnectUnavailableError):
                 where += f" (Connect at {client.base_url})"
-            return say.failure(type(exc).__name__, f"{exc}{where}", code, hint, exc)
+            return say.failure(type(exc).__name__, cli_words(f"{exc}{where}"), code, hint, exc)
     progress.stop()
     say.token(response)
     return 0
+
+
+def _subject_arg(args: argparse.Namespace) -> str:
+    """``--subject``, which ``authorize`` needs: an app's token needs no consent."""
+    if args.subject is not None:
+        return str(args.subject)
+    if args.command == "authorize":
+        raise ValueError(
+            "authorize needs --subject user:USER_ID: a user consents (an app token needs "
+            "no consent: use `connect-auth token`)"
+        )
+    return "app"
+
+
+def _filled(hint: str, connector: str, client: ConnectClient) -> str:
+    """``hint`` with the values this run knows in place of its placeholders."""
+    hint = hint.replace("<connector>", connector)
+    if "<environment>" in hint:
+        with contextlib.suppress(ConnectError, ValueError):
+            value = client._engine.credential(None).value
+            environment = jwt_claims(str(value)).get("environment")
+            if isinstance(environment, str) and environment:
+                hint = hint.replace("<environment>", environment)
+    return hint
 
 
 def _authorize(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import httpx
 
+from ._docs import shared_args
 from ._httpx_flow import HttpxFlow
 
 __all__ = ["ConnectAuth"]
 
 
+@shared_args
 class ConnectAuth(HttpxFlow, httpx.Auth):
     """Attach a fresh Vercel Connect token to every request of an httpx client.
 
@@ -19,7 +21,6 @@ class ConnectAuth(HttpxFlow, httpx.Auth):
     are not resent. Requests to hosts outside ``hosts`` (when given) pass
     through without a token. Works in ``Client`` and ``AsyncClient`` (without
     blocking the event loop) and shares tokens with `connect_auth.get_token`.
-    Arguments: see *Adapter arguments* in the API reference.
     """
 
     _byte_stream = httpx.ByteStream

@@ -13,15 +13,17 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.httpx2 needs httpx2: pip install 'connect-auth[httpx2]'"
     ) from exc
 
+from ._docs import shared_args
 from ._httpx_flow import HttpxFlow
 
 __all__ = ["ConnectAuth"]
 
 
+@shared_args
 class ConnectAuth(HttpxFlow, httpx2.Auth):
     """Attach a fresh Vercel Connect token to every request of an httpx2 client.
 
-    Same behaviour and arguments as `connect_auth.httpx.ConnectAuth`.
+    Same behaviour as `connect_auth.httpx.ConnectAuth`.
     """
 
     _byte_stream = httpx2.ByteStream

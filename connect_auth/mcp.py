@@ -34,6 +34,7 @@ import httpx
 
 from ._authorize import authorize_body
 from ._client import ConnectClient
+from ._docs import shared_args
 from ._errors import UserAuthorizationRequiredError
 from ._flight import result_of, wait_async
 from ._httpx_flow import HttpxFlow
@@ -97,7 +98,11 @@ class ConsentRequiredError(UserAuthorizationRequiredError):
 def get_consent_challenge(error: BaseException | None) -> ConsentChallenge | None:
     """The `ConsentChallenge` in ``error``: in the error itself, along its
     ``__cause__`` and ``__context__`` chain, or inside ``ExceptionGroup``s (the MCP
-    client raises from a task group); None when there is none."""
+    client raises from a task group); None when there is none.
+
+    Args:
+        error: the exception an MCP call raised (or ``None``).
+    """
     pending: list[BaseException] = [] if error is None else [error]
     seen: set[int] = set()
     while pending and len(seen) < _MAX_ERRORS:
@@ -120,11 +125,26 @@ ConsentCallback = Callable[[ConsentChallenge], Awaitable[object] | object]
 
 # httpx2.Auth and httpx.Auth type their flows with their own Request classes; the
 # flows here serve either library's requests.
+@shared_args
 class ConnectMCPAuth(HttpxFlow, httpx2.Auth, httpx.Auth):  # type: ignore[misc]
     """The auth of `connect_auth_provider`: an ``httpx2.Auth`` (what the MCP SDK
     uses) and an ``httpx.Auth``. Tokens, caching and the refresh after a refusal
     are those of `connect_auth.httpx.ConnectAuth`; a missing grant raises
-    `ConsentRequiredError` instead of `UserAuthorizationRequiredError`."""
+    `ConsentRequiredError` instead of `UserAuthorizationRequiredError`.
+
+    Args:
+        subject: who the token represents; a user who has not consented gets a
+            `ConsentRequiredError`.
+        callback_url: where the user's browser returns after consent (see
+            `connect_auth.start_authorization`).
+        device_code: ``True`` to start device-code consent flows.
+        on_consent_required: called with the `ConsentChallenge` before
+            `ConsentRequiredError` is raised (sync, or async for async clients),
+            to show the user the consent link.
+        **options: the other arguments of `connect_auth.httpx.ConnectAuth`
+            (``installation_id``, ``scopes``, ``vercel_token``, ``client``,
+            ``refresh_on``, ``hosts``, ``refresh_if``...).
+    """
 
     _byte_stream = (httpx2.ByteStream, httpx.ByteStream)
     _sync_stream = (httpx2.SyncByteStream, httpx.SyncByteStream)

@@ -19,12 +19,14 @@ except ImportError as exc:  # an optional extra: say how to get it
     ) from exc
 
 from ._adapter import log
+from ._docs import shared_args
 from ._flight import spawn_detached
 from ._requests_flow import AsyncRequestsFlow, RequestsFlow
 
 __all__ = ["AsyncConnectAuth", "ConnectAuth"]
 
 
+@shared_args
 class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     """Attach a fresh Vercel Connect token to every request of a ``niquests.Session``.
 
@@ -32,8 +34,7 @@ class ConnectAuth(RequestsFlow, niquests.auth.AuthBase):
     refresh and one resend on a refusal from the origin the token was sent to,
     never a token on another origin, one-shot bodies not resent.
     For ``niquests.AsyncSession`` use `AsyncConnectAuth`: this class refuses to
-    serve one (its first response raises ``TypeError``). Arguments: see
-    *Adapter arguments* in the API reference.
+    serve one (its first response raises ``TypeError``).
     """
 
     def _on_response(self, response: Any, **send_kwargs: Any) -> Any:
@@ -68,9 +69,10 @@ def _in_event_loop() -> bool:
     return True
 
 
+@shared_args
 class AsyncConnectAuth(AsyncRequestsFlow, niquests.auth.AsyncAuthBase):
     """Attach a fresh Vercel Connect token to every request of a ``niquests.AsyncSession``.
 
     Tokens are fetched without blocking the event loop, and concurrent tasks
-    share one fetch. Behaviour and arguments as for `ConnectAuth`.
+    share one fetch. Behaviour as for `ConnectAuth`.
     """

@@ -297,7 +297,14 @@ class RedisTokenCache:
     # -- the engine's entry points ----------------------------------------------------
 
     def fetch(self, flight: Flight, direct: Fetch) -> TokenResponse:
-        """A token for ``flight``: from Redis, or from ``direct`` under the fleet's lease."""
+        """A token for ``flight``: from Redis, or from ``direct`` under the fleet's lease.
+
+        `ConnectClient` calls it; you do not need to.
+
+        Args:
+            flight: the fetch the local cache missed (request, credential, reason).
+            direct: fetches from Connect, when this process holds the lease.
+        """
         if self._sync is None or not self._up():
             return direct(flight.request, flight.cred)
         names, fence = self._names(flight.key), secrets.token_hex(16)
@@ -323,7 +330,14 @@ class RedisTokenCache:
         return response
 
     async def afetch(self, flight: Flight, direct: AsyncFetch) -> TokenResponse:
-        """`fetch` on the running event loop (asyncio; trio fetches directly)."""
+        """`fetch` on the running event loop (asyncio; trio fetches directly).
+
+        `ConnectClient` calls it; you do not need to.
+
+        Args:
+            flight: the fetch the local cache missed (request, credential, reason).
+            direct: fetches from Connect, when this process holds the lease.
+        """
         if not self._up() or not is_asyncio(current_loop()):
             return await direct(flight.request, flight.cred)
         if self._async is not None:
@@ -386,12 +400,25 @@ class RedisTokenCache:
     # -- what the client's cache operations reach ---------------------------------------
 
     def delete(self, key: CacheKey) -> None:
-        """Delete the shared entry for ``key`` (``delete_token_cache_entry``)."""
+        """Delete the shared entry for ``key`` (``delete_token_cache_entry``).
+
+        `ConnectClient` calls it; you do not need to.
+
+        Args:
+            key: the entry's request key and credential digest.
+        """
         if self._sync is not None and self._up():
             self._quietly(lambda: self._client().delete(self._names(key).value))
 
     def evict_subject(self, connector: str, subject_key: object) -> None:
-        """Delete every shared token of one connector and subject (a revoke)."""
+        """Delete every shared token of one connector and subject (a revoke).
+
+        `ConnectClient` calls it; you do not need to.
+
+        Args:
+            connector: the connector uid or id.
+            subject_key: the normalized subject, as in the request key.
+        """
         if self._sync is not None and self._up():
             index = self._subject_index(connector, subject_key)
             self._quietly(
@@ -399,7 +426,14 @@ class RedisTokenCache:
             )
 
     async def aevict_subject(self, connector: str, subject_key: object) -> None:
-        """`evict_subject` for async callers."""
+        """`evict_subject` for async callers.
+
+        `ConnectClient` calls it; you do not need to.
+
+        Args:
+            connector: the connector uid or id.
+            subject_key: the normalized subject, as in the request key.
+        """
         if self._async is None or not is_asyncio(current_loop()):
             import anyio.to_thread
 
@@ -648,7 +682,17 @@ def is_foreign_lease(ttl_ms: object, lease_ms: int) -> bool:
 
 
 def from_env(environ: Mapping[str, str] = os.environ) -> RedisTokenCache | None:
-    """The shared cache ``CONNECT_AUTH_REDIS_URL`` and ``CONNECT_AUTH_CACHE_KEY`` ask for."""
+    """The shared cache ``CONNECT_AUTH_REDIS_URL`` and ``CONNECT_AUTH_CACHE_KEY`` ask for.
+
+    Args:
+        environ: where to read them (default ``os.environ``).
+
+    Returns:
+        A `RedisTokenCache`, or ``None`` when ``CONNECT_AUTH_REDIS_URL`` is unset.
+
+    Raises:
+        ValueError: the URL is set without a usable ``CONNECT_AUTH_CACHE_KEY``.
+    """
     url = environ.get("CONNECT_AUTH_REDIS_URL", "").strip()
     if not url:
         return None

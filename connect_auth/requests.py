@@ -10,11 +10,13 @@ except ImportError as exc:  # an optional extra: say how to get it
         "connect_auth.requests needs requests: pip install 'connect-auth[requests]'"
     ) from exc
 
+from ._docs import shared_args
 from ._requests_flow import RequestsFlow
 
 __all__ = ["ConnectAuth"]
 
 
+@shared_args
 class ConnectAuth(RequestsFlow, requests.auth.AuthBase):
     """Attach a fresh Vercel Connect token to every request of a requests session.
 
@@ -24,5 +26,4 @@ class ConnectAuth(RequestsFlow, requests.auth.AuthBase):
     copies response hooks onto redirected requests: the hook ignores any answer
     from another origin, so no token ever follows a redirect. Bodies that cannot
     be replayed (generators, iterators) are not resent.
-    Arguments: see *Adapter arguments* in the API reference.
     """

@@ -30,7 +30,7 @@ import threading
 import time
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -82,6 +82,7 @@ __all__ = [
     "VercelApi",
 ]
 
+
 ISSUER = "https://oidc.vercel.com/connect-emulator"
 _KEY_LOCK = threading.Lock()
 _SHARED_KEY: RSAKey | None = None
@@ -110,6 +111,18 @@ def _signing_key() -> RSAKey:
         if _SHARED_KEY is None:
             _SHARED_KEY = RSAKey.generate_key(2048, private=True)
         return _SHARED_KEY
+
+
+def provider_connector(rest: str, known: Iterable[str]) -> str:
+    """The connector a fake provider path names (``rest`` follows ``/provider/``):
+    URL-encoded as its first segment (``slack%2Facme-slack/...``), or as written, the
+    longest known connector the path starts with (``slack/acme-slack/...``)."""
+    first = unquote(rest.split("/", 1)[0])
+    if "/" in first:
+        return first
+    plain = unquote(rest)
+    found = [c for c in known if plain == c or plain.startswith(c + "/")]
+    return max(found, key=len) if found else first
 
 
 class ConnectEmulator:
@@ -186,6 +199,10 @@ class ConnectEmulator:
 
         The file holds ``connectors`` (a list of `ConnectorSpec` fields)
         and optionally ``project_id``, ``owner_id`` and ``environment``.
+
+        Args:
+            path: the ``.json`` or ``.toml`` file.
+            **kwargs: other `ConnectEmulator` arguments (they win over the file's).
         """
         path = Path(path)
         text = path.read_text(encoding="utf-8")
@@ -245,12 +262,22 @@ class ConnectEmulator:
         return self.url_for(reachable_host(self._host))
 
     def url_for(self, host: str) -> str:
-        """The base URL under another loopback name (``localhost``) for cross-origin tests."""
+        """The base URL under another loopback name, for cross-origin tests.
+
+        Args:
+            host: a loopback name or address (``"localhost"``).
+        """
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}"
 
     def provider_url(self, connector: str, path: str = "api", *, host: str | None = None) -> str:
-        """URL of the fake provider API for ``connector``."""
+        """URL of the fake provider API for ``connector``.
+
+        Args:
+            connector: the connector uid whose tokens the provider accepts.
+            path: the provider path to append (``"chat.postMessage"``).
+            host: another loopback name to use (see `url_for`).
+        """
         from urllib.parse import quote
 
         base = self.url_for(host) if host else self.url
@@ -266,7 +293,14 @@ class ConnectEmulator:
         environment: str | None = None,
         ttl: float = 3600.0,
     ) -> str:
-        """Mint an RS256 Vercel OIDC token the emulator accepts (``ttl`` may be negative)."""
+        """Mint an RS256 Vercel OIDC token the emulator accepts.
+
+        Args:
+            project_id: its ``project_id`` claim (default: the emulator's project).
+            owner_id: its ``owner_id`` claim (default: the emulator's team).
+            environment: its ``environment`` claim (default: the emulator's).
+            ttl: seconds until it expires (negative: already expired).
+        """
         now = int(time.time())
         owner = owner_id or self.owner_id
         project = project_id or self.project_id
@@ -285,7 +319,11 @@ class ConnectEmulator:
         return jwt.encode({"alg": "RS256", "kid": "emulator"}, claims, self._key)
 
     def verify_oidc(self, token: str) -> dict[str, Any] | None:
-        """The claims of a valid, unexpired token signed by this emulator, else None."""
+        """The claims of a valid, unexpired token signed by this emulator, else None.
+
+        Args:
+            token: a Vercel OIDC token.
+        """
         try:
             decoded = jwt.decode(token, self._key, algorithms=["RS256"])
             jwt.JWTClaimsRegistry(
@@ -361,17 +399,24 @@ class ConnectEmulator:
         return list(self.oauth.grants)
 
     def export_lines(self) -> list[str]:
-        """Shell lines that point an app at this emulator."""
+        """Shell lines that point an app at this emulator, and where its fake provider
+        APIs are."""
         return [
             f"export CONNECT_AUTH_BASE_URL={self.url}",
             f"export VERCEL_OIDC_TOKEN={self.oidc_token(ttl=12 * 3600)}",
+            f"# provider APIs: {self.url}{_PROVIDER_PREFIX}<connector>/<path> "
+            f"(e.g. {self.url}{_PROVIDER_PREFIX}slack/acme-slack/chat.postMessage)",
         ]
 
     # -- controls -------------------------------------------------------------------
 
     def add_connector(self, spec: ConnectorSpec) -> None:
-        """Add or replace a connector while running (linked to this emulator's project in
-        every environment unless ``spec.links`` says otherwise)."""
+        """Add or replace a connector while running.
+
+        Args:
+            spec: the connector; linked to this emulator's project in every
+                environment unless ``spec.links`` says otherwise.
+        """
         self.state.add_connector(self._linked_by_default(spec))
 
     def _linked_by_default(self, spec: ConnectorSpec) -> ConnectorSpec:
@@ -381,7 +426,11 @@ class ConnectEmulator:
 
     def link_project(self, folder: str | Path) -> Path:
         """Write ``folder/.vercel/project.json`` for this emulator's project, as
-        ``vercel link`` does; returns the file."""
+        ``vercel link`` does; returns the file.
+
+        Args:
+            folder: the checkout to link.
+        """
         file = Path(folder) / ".vercel" / "project.json"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps({"projectId": self.project_id, "orgId": self.owner_id}))
@@ -389,9 +438,13 @@ class ConnectEmulator:
 
     def write_cli_login(self, data_dir: str | Path, *, expired: bool = False) -> CliLogin:
         """Log the Vercel CLI in, as ``vercel login`` does: a new login written to
-        ``data_dir/com.vercel.cli/auth.json`` (``data_dir`` stands for
-        ``XDG_DATA_HOME``). ``expired``: its token has expired, so it must be renewed
-        with its refresh token first."""
+        ``data_dir/com.vercel.cli/auth.json``.
+
+        Args:
+            data_dir: stands for ``XDG_DATA_HOME``.
+            expired: ``True`` for a login whose token has expired, so it must be
+                renewed with its refresh token first.
+        """
         login = self.vercel.login(lifetime=-60.0 if expired else 3600.0)
         file = Path(data_dir) / "com.vercel.cli" / "auth.json"
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -400,12 +453,23 @@ class ConnectEmulator:
         return login
 
     def revoke(self, token: str) -> bool:
-        """Revoke one issued token behind the app's back (the provider will answer 401)."""
+        """Revoke one issued token behind the app's back (the provider will answer 401).
+
+        Args:
+            token: a token the emulator issued.
+
+        Returns:
+            Whether the emulator knew the token.
+        """
         return self.state.revoke(token)
 
     def revoke_grant(self, connector: str, subject: SubjectLike) -> None:
-        """Revoke the grant of ``subject`` (a subject class or dict): the next token call
-        gets ``no_token``."""
+        """Revoke a subject's grant: the next token call gets ``no_token``.
+
+        Args:
+            connector: the connector uid.
+            subject: a subject class or dict.
+        """
         self.state.revoke_grant(connector, coerce_subject(subject).to_wire())
 
     def expire_all(self) -> int:
@@ -413,12 +477,19 @@ class ConnectEmulator:
         return self.state.expire_all()
 
     def approve(self, request: str | Any) -> AuthorizationFlow:
-        """Approve a pending authorization or installation, as the user would on its
-        page. ``request``: the `connect_auth.AuthorizationRequest` or its id."""
+        """Approve a pending authorization or installation, as the user would on its page.
+
+        Args:
+            request: the `connect_auth.AuthorizationRequest`, or its id.
+        """
         return self.state.decide(_flow_id(request), approve=True)
 
     def deny(self, request: str | Any) -> AuthorizationFlow:
-        """Deny a pending authorization or installation, as the user would."""
+        """Deny a pending authorization or installation, as the user would.
+
+        Args:
+            request: the `connect_auth.AuthorizationRequest`, or its id.
+        """
         return self.state.decide(_flow_id(request), approve=False)
 
     def authorization_flows(self) -> list[AuthorizationFlow]:
@@ -446,11 +517,20 @@ class ConnectEmulator:
         self.state.add_faults([Fault("status", status=status, retry_after=ra, code=code)] * n)
 
     def drop_next(self, n: int = 1) -> None:
-        """Close the connection of the next ``n`` Connect API calls without answering."""
+        """Close the connection of the next ``n`` Connect API calls without answering.
+
+        Args:
+            n: how many calls.
+        """
         self.state.add_faults([Fault("drop")] * n)
 
     def stall_next(self, n: int = 1, *, seconds: float = 30.0) -> None:
-        """Hold the next ``n`` Connect API calls for ``seconds``, then drop them."""
+        """Hold the next ``n`` Connect API calls for ``seconds``, then drop them.
+
+        Args:
+            n: how many calls.
+            seconds: how long each is held.
+        """
         self.state.add_faults([Fault("stall", seconds=seconds)] * n)
 
     @property
@@ -490,7 +570,11 @@ class ConnectEmulator:
 
     def token_calls(self, connector: str | None = None) -> int:
         """How many token requests reached the emulator, on the Connect token endpoint or
-        the OAuth one (optionally for one connector)."""
+        the OAuth one.
+
+        Args:
+            connector: count only this connector's (default: all).
+        """
         return sum(
             1
             for c in self.state.calls
@@ -824,8 +908,8 @@ class _Handler(BaseHTTPRequestHandler):
         self, emulator: ConnectEmulator, path: str, query: dict[str, list[str]], body: bytes
     ) -> None:
         state = emulator.state
-        rest = path[len(_PROVIDER_PREFIX) :]
-        connector = unquote(rest.split("/", 1)[0])
+        # Copied in C, under the GIL: connectors added meanwhile are not missed halfway.
+        connector = provider_connector(path[len(_PROVIDER_PREFIX) :], tuple(state.connectors))
         auth = self.headers.get("Authorization")
         token = auth[7:] if auth and auth.startswith("Bearer ") else None
         digest = hashlib.sha256(body).hexdigest()

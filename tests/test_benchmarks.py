@@ -1,8 +1,9 @@
-"""Smoke test: every benchmark case runs end to end at a tiny size and reports."""
+"""Every benchmark case runs end to end at a tiny size, and the docs quote one run."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from benchmarks import run
@@ -44,3 +45,23 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     fetch_engine = results["engine"]
     assert fetch_engine["rollover"]["connect_calls"] >= 1
     assert "rollover (sync get_token): no caller waited on Connect" in names
+
+
+def test_the_readme_and_the_results_page_quote_the_results() -> None:
+    """One set of numbers: results.md and the README's summary are made from
+    results.json, and the README shows the run's missed targets as missed."""
+    from benchmarks.run import markdown
+    from benchmarks.summary import quoted, summary
+
+    root = Path(__file__).resolve().parent.parent
+    results = json.loads((root / "docs/benchmarks/results.json").read_text())
+    checks = [(t["name"], t["pass"], t["evidence"]) for t in results["targets"]]
+    assert (root / "docs/benchmarks/results.md").read_text() == markdown(results, checks)
+    readme = (root / "README.md").read_text()
+    assert quoted(readme) == summary(results)
+    for name, ok, _ in checks:
+        assert (f"FAIL {name}" in readme) is not ok
+    # No other page or paragraph states a measured time of its own.
+    outside = readme.replace(quoted(readme) or "", "")
+    for page in [outside, *(p.read_text() for p in (root / "docs").glob("*.md"))]:
+        assert not re.search(r"\d(\.\d+)? ?(µs|us)\b|latest run", page, re.I)

@@ -462,3 +462,62 @@ def test_authorize_help_lists_its_flags() -> None:
     for flag in ("--subject", "--device-code", "--open", "--wait", "--callback-url", "--format"):
         assert flag in out.stdout
     assert "12  authorization denied" in out.stdout
+
+
+# -- the command's own words -----------------------------------------------------------
+
+
+def test_a_subject_without_an_id_is_said_once_in_options(env: dict[str, str]) -> None:
+    out = run("token", SLACK, "--subject", "user", env=env)
+    assert out.returncode == 2
+    assert "error: --subject user needs an id: write --subject user:USER_ID" in out.stderr
+    assert "----" not in out.stderr
+
+
+def test_a_missing_credential_names_the_option_not_the_argument(
+    emu: ConnectEmulator, tmp_path: Path
+) -> None:
+    out = run("token", SLACK, "--base-url", emu.url, cwd=tmp_path)
+    assert out.returncode == 3
+    assert "--vercel-token" in out.stderr and "vercel_token" not in out.stderr
+
+
+def test_an_empty_vercel_token_says_what_to_do(emu: ConnectEmulator, tmp_path: Path) -> None:
+    out = run("token", SLACK, "--base-url", emu.url, "--vercel-token", "", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "--vercel-token is empty" in out.stderr and "or None" not in out.stderr
+    assert emu.calls == []
+
+
+def test_hints_carry_the_values_this_run_knows(emu: ConnectEmulator) -> None:
+    """The connector and the credential's environment replace the placeholders."""
+    env = {"CONNECT_AUTH_BASE_URL": emu.url, "VERCEL_OIDC_TOKEN": emu.oidc_token()}
+    out = run("token", "linear/acme-linear", env=env)
+    assert out.returncode == 6, out.stderr
+    environment = emu.verify_oidc(env["VERCEL_OIDC_TOKEN"])["environment"]  # type: ignore[index]
+    assert f"`vercel connect attach linear/acme-linear -e {environment}`" in out.stderr
+    assert "<" not in out.stderr
+    out = run("token", "salesforce/acme-sf", env=env)
+    assert "`vercel connect attach salesforce/acme-sf`" in out.stderr
+
+
+def test_authorize_needs_a_user_subject(emu: ConnectEmulator, env: dict[str, str]) -> None:
+    """A consent URL for the app itself, then an app token, made no sense: refused."""
+    out = run("authorize", SLACK, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "authorize needs --subject user:USER_ID" in out.stderr
+    assert out.stdout == "" and emu.calls == []
+
+
+def test_the_demo_off_a_terminal_prints_no_row_of_dots() -> None:
+    out = run("demo", timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = (out.stdout + out.stderr).splitlines()
+    assert not [line for line in lines if line.strip() and not line.strip(".")]
+
+
+def test_demo_help_names_every_section() -> None:
+    out = run("demo", "--help")
+    assert out.returncode == 0
+    for words in ("consent", "revoked", "503", "cached call", "local credential", "MCP"):
+        assert words in out.stdout, words

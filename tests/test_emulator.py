@@ -15,6 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from connect_auth import ConnectClient
 from connect_auth.testing import ConnectEmulator, ConnectorSpec, _Server
 
 SLACK = "slack/acme-slack"
@@ -419,6 +420,24 @@ def test_export_lines_point_at_the_emulator(emu: ConnectEmulator) -> None:
     assert lines[0] == f"export CONNECT_AUTH_BASE_URL={emu.url}"
     token = lines[1].split("=", 1)[1]
     assert emu.verify_oidc(token) is not None
+    assert lines[2].startswith(f"# provider APIs: {emu.url}/provider/<connector>/<path>")
+
+
+@pytest.mark.parametrize("written", ["slack/acme-slack", "slack%2Facme-slack", "scl_acmeslack"])
+def test_the_provider_takes_the_connector_as_written_or_encoded(
+    emu: ConnectEmulator, written: str
+) -> None:
+    """The quick start's URL form works: the longest known connector the path starts
+    with, or an encoded first segment; a token of another connector stays refused."""
+    emu.add_connector(ConnectorSpec(uid="slack/acme-slack/eu", type="slack"))
+    with ConnectClient(base_url=emu.url, vercel_token=emu.oidc_token()) as client:
+        slack = client.get_token(SLACK, subject={"type": "app"})
+    url = f"{emu.url}/provider/{written}/chat.postMessage?style=http"
+    answer = httpx.post(url, headers={"Authorization": f"Bearer {slack}"})
+    assert answer.status_code == 200 and answer.json()["tokenState"] == "live"
+    nested = f"{emu.url}/provider/slack/acme-slack/eu/chat.postMessage?style=http"
+    refused = httpx.post(nested, headers={"Authorization": f"Bearer {slack}"})
+    assert refused.json()["tokenState"] == "wrong_connector"
 
 
 def test_oauth_token_endpoint(emu: ConnectEmulator) -> None:

@@ -436,5 +436,5 @@ def test_every_logger_is_documented() -> None:
     for path in (root / "connect_auth").glob("*.py"):
         names |= set(re.findall(r'getLogger\("([^"]+)"\)', path.read_text()))
     assert names >= {"connect_auth.tokens", "connect_auth.adapters", "connect_auth.redis"}
-    page = (root / "docs" / "observability.md").read_text()
+    page = (root / "docs" / "debugging.md").read_text()
     assert all(f"`{name}`" in page for name in names)

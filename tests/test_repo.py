@@ -228,3 +228,22 @@ def test_importing_the_httpx_adapter_loads_no_heavy_module() -> None:
     heavy = {"httpcore", "trio", "tenacity", "asyncio", "dotenv", "joserfc", "cryptography"}
     assert loaded & heavy == set()
     assert "connect_auth" in loaded
+
+
+def test_the_authlib_extra_brings_what_authlib_asks_for() -> None:
+    """authlib's web clients warn that httpx is deprecated unless httpx2 is installed:
+    the extra brings it, so the sign-in examples run without the warning."""
+    from importlib.metadata import requires
+
+    wanted = [r for r in requires("connect-auth") or [] if 'extra == "authlib"' in r]
+    assert any(r.startswith("httpx2") for r in wanted), wanted
+
+
+def test_the_docs_extra_covers_every_module_the_reference_imports() -> None:
+    """The API reference imports each public module; the docs extra installs their extras."""
+    from importlib.metadata import requires
+
+    docs = " ".join(r for r in requires("connect-auth") or [] if 'extra == "docs"' in r)
+    for extra in ("requests", "httpx2", "aiohttp", "niquests", "redis", "authlib", "otel", "mcp"):
+        assert extra in docs, extra
+    assert "mkdocstrings-python" in docs and "mkdocs-material" in docs

@@ -11,7 +11,23 @@ from mypy import api
 from connect_auth import ConnectClient
 
 USER_CODE = """
-from connect_auth import UserSubject, get_token
+from connect_auth import Subject, SubjectLike, UserSubject, VercelToken, get_token
+
+def token_for(subject: SubjectLike, credential: VercelToken | None = None) -> str:
+    return get_token("slack/acme-slack", subject=subject, vercel_token=credential)
+
+def pick(user_id: str | None) -> SubjectLike:
+    if user_id is None:
+        return {"type": "app"}
+    return UserSubject(user_id)
+
+mine: Subject = UserSubject("u_alice")
+token_for(mine)
+token_for(pick(None), credential=lambda: "a token")
+token_for(pick("u_bob"), credential="a token")
+get_token("slack/acme-slack", subject={"type": "app"}, scopes=["chat:write"], force_refresh=True)
+get_token("slack/acme-slack", subject={"type": "app"}, scope=["chat:write"])  # BAD
+get_token("slack/acme-slack", subject={"type": "app"}, force_refresh="yes")  # BAD
 
 get_token("slack/acme-slack", subject={"type": "app"})
 get_token("slack/acme-slack", subject={"type": "user", "id": "u_alice"})
@@ -25,7 +41,8 @@ get_token("slack/acme-slack", subject={"type": "app", "id": "u_alice"})  # BAD
 
 
 def test_mypy_checks_dict_subjects_in_user_code(tmp_path: Path) -> None:
-    """Typos, missing ids and wrong field types in dict subjects are mypy errors."""
+    """Typos, missing ids and wrong field types in dict subjects are mypy errors, and
+    user code can annotate with the public subject and credential types."""
     path = tmp_path / "app.py"
     path.write_text(textwrap.dedent(USER_CODE))
     out, _, _ = api.run([str(path), "--strict", "--no-incremental", "--no-error-summary"])
