@@ -137,7 +137,7 @@ class DelayedTls:
 
             async def delayed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
                 self.connections += 1
-                await self._join(reader, writer, ("127.0.0.1", tls_port), self._delay)
+                await self._hit_or_flight(reader, writer, ("127.0.0.1", tls_port), self._delay)
 
             return tls, await asyncio.start_server(delayed, "127.0.0.1", 0)
 
@@ -159,9 +159,9 @@ class DelayedTls:
         self._loop.close()
 
     async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._join(reader, writer, self._upstream, 0.0)
+        await self._hit_or_flight(reader, writer, self._upstream, 0.0)
 
-    async def _join(
+    async def _hit_or_flight(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,

@@ -1,4 +1,5 @@
-"""connect_auth: short-lived provider tokens from Vercel Connect, for httpx and requests.
+"""connect_auth: short-lived provider tokens from Vercel Connect, for httpx, httpx2, requests,
+aiohttp and niquests.
 
 Quick start::
 

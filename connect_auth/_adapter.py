@@ -226,7 +226,7 @@ class ConnectAuthBase:
         self.refresh_on = codes
         self.hosts = allowed
         self.refresh_if: RefreshPredicate | None = None if auto else refresh_if  # type: ignore[assignment]
-        # "auto" is settled by the first token's connector type (see _settle_rule).
+        # "auto" is settled by the first token's connector type (see _resolve_auto_rule).
         self._auto_rule = auto
         self._warned_plain_http = False
 
@@ -264,7 +264,7 @@ class ConnectAuthBase:
             if hit is not None:
                 return hit.token
         self._before_blocking_fetch()
-        return self._settle_rule(client.token_for(self.request, self.vercel_token))
+        return self._resolve_auto_rule(client.token_for(self.request, self.vercel_token))
 
     def cached_token(self) -> str | None:
         """The cached token if fresh and the refresh rule is settled, else None; no I/O.
@@ -282,12 +282,12 @@ class ConnectAuthBase:
         if token is not None:
             return token
         client = self._client or _api._default or default_client()
-        return self._settle_rule(await client.atoken_for(self.request, self.vercel_token))
+        return self._resolve_auto_rule(await client.atoken_for(self.request, self.vercel_token))
 
     def _before_blocking_fetch(self) -> None:
         """Called when `token` may block this thread on a fetch (a hook for subclasses)."""
 
-    def _settle_rule(self, response: TokenResponse) -> str:
+    def _resolve_auto_rule(self, response: TokenResponse) -> str:
         """Settle ``refresh_if="auto"`` from the connector type Connect reports (once)."""
         if self._auto_rule:
             self.refresh_if = slack_invalid_auth if response.connector.type == "slack" else None

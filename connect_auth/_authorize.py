@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from ._config import unambiguous_url
+from ._config import is_loopback_host, unambiguous_url
 from ._models import ConnectorRef, TokenRequest, VercelToken, check_connector, token_param_fields
 from ._protocol import invalid_answer, json_object
 
@@ -217,17 +217,17 @@ def _flow_options(
 
 
 def check_callback_url(url: object) -> str:
-    """``https:``, or ``http:`` on a loopback host (``localhost``, ``*.localhost``,
-    127.0.0.1, [::1]): where the browser comes back after consent."""
+    """``https:``, or ``http:`` on a loopback host (see `is_loopback_host`): where the
+    browser comes back after consent."""
     text = _text("callback_url", url)
     parts = unambiguous_url("callback_url", text)
-    host = (parts.hostname or "").lower()
-    local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
-    if parts.scheme == "https" or (parts.scheme == "http" and local):
+    if parts.scheme == "https" or (
+        parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+    ):
         return text
     raise ValueError(
-        f"callback_url must be an https:// URL (http:// only on localhost, *.localhost, "
-        f"127.0.0.1 or [::1]), not {text!r}"
+        f"callback_url must be an https:// URL (http:// only on a loopback host: "
+        f"localhost, *.localhost, 127.0.0.0/8 or [::1]), not {text!r}"
     )
 
 

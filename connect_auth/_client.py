@@ -114,7 +114,7 @@ class ConnectClient:
         #: The validity buffer of calls that pass none (None: each call's own).
         self.validity_buffer_ms = check_buffer(validity_buffer_ms)
         if self.validity_buffer_ms is not None:
-            # Every call then goes through `_split`, which adds the buffer: `_serve`'s
+            # Every call then goes through `_call_options`, which adds the buffer: `_serve`'s
             # fast path is for calls with no options at all.
             self._serve = self._serve_with_options  # type: ignore[method-assign]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
@@ -271,7 +271,7 @@ class ConnectClient:
     def _serve_with_options(
         self, connector: str, subject: SubjectLike, options: dict[str, Any]
     ) -> TokenResponse:
-        request, vercel_token, force, no_cache = _split(
+        request, vercel_token, force, no_cache = _call_options(
             connector, subject, options, self.validity_buffer_ms
         )
         return self._engine.token_for(request, vercel_token, force_refresh=force, no_cache=no_cache)
@@ -337,7 +337,7 @@ class ConnectClient:
     async def _aserve(
         self, connector: str, subject: SubjectLike, options: dict[str, Any]
     ) -> TokenResponse:
-        request, vercel_token, force, no_cache = _split(
+        request, vercel_token, force, no_cache = _call_options(
             connector, subject, options, self.validity_buffer_ms
         )
         return await self._engine.atoken_for(
@@ -371,7 +371,7 @@ class ConnectClient:
             False,
             False,
         )
-        request, vercel_token, _, _ = _split(connector, subject, options)
+        request, vercel_token, _, _ = _call_options(connector, subject, options)
         digests = self._engine.delete_request(request.key)
         if self._shared is not None:
             with contextlib.suppress(OidcTokenError):  # no credential now: the known ones
@@ -982,7 +982,7 @@ def token_options(
     force_refresh: object,
     no_cache: object,
 ) -> dict[str, Any]:
-    """A token call's options as `_split` takes them: only the ones given."""
+    """A token call's options as `_call_options` takes them: only the ones given."""
     given = {
         "installation_id": installation_id,
         "audience": audience,
@@ -994,13 +994,13 @@ def token_options(
         "force_refresh": force_refresh,
         "no_cache": no_cache,
     }
-    # `False` is the default of the two flags; any other value is checked by `_split`.
+    # `False` is the default of the two flags; any other value is checked by `_call_options`.
     return {
         name: value for name, value in given.items() if value is not None and value is not False
     }
 
 
-def _split(
+def _call_options(
     connector: str,
     subject: SubjectLike,
     options: dict[str, Any],

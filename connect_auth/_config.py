@@ -1,4 +1,4 @@
-"""Where the Connect API lives: base URL resolution (decision 0.6), pure."""
+"""Where the Connect API lives: base URL resolution, pure."""
 
 from __future__ import annotations
 
@@ -88,10 +88,15 @@ def is_secure_url(url: str) -> bool:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
+    """The one loopback rule: ``localhost`` and ``*.localhost`` names (RFC 6761 keeps
+    them on this machine), and the loopback addresses 127.0.0.0/8 and ``::1``
+    (bracketed or not). Plain ``http://`` is allowed only to these hosts: for
+    Connect, JWKS and issuer URLs, the adapters' tokens, consent callbacks and the
+    emulator's bind address."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
         return False

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from ._asgi_thread import serve_asgi
 from .testing import ConnectEmulator
+from .testing._serve import serve_asgi
 
 __all__ = ["agent_section", "mcp_app"]
 

@@ -59,7 +59,7 @@ ARGS: dict[str, str] = {
     ),
     "callback_url": (
         "where the browser returns after consent: ``https:``, or ``http:`` on a "
-        "loopback host (``localhost``, ``*.localhost``, 127.0.0.1, [::1]). Sent as "
+        "loopback host (``localhost``, ``*.localhost``, 127.0.0.0/8, [::1]). Sent as "
         "``returnUrl``."
     ),
     "webhook": "an ``https:`` URL Connect calls when the flow ends.",

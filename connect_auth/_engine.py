@@ -14,6 +14,7 @@ import contextvars
 import logging
 import math
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Hashable, Iterator
 from concurrent.futures import Future, InvalidStateError
@@ -43,7 +44,8 @@ class Flight(NamedTuple):
 
     ``newer_than`` and ``refused`` tell a shared cache which of its tokens will
     not do: one expiring no later than ``newer_than`` (epoch ms; ``inf`` for a
-    forced refresh), and ``refused``, which a provider turned down.
+    forced refresh), and ``refused``, which a provider turned down. ``clock`` is
+    the client's, so a shared cache judges freshness by the same time.
     """
 
     future: Future[TokenResponse]
@@ -54,6 +56,7 @@ class Flight(NamedTuple):
     newer_than: float = 0.0
     refused: str | None = None
     store: bool = True  # False: ``no_cache``, its token goes to its callers only
+    clock: Callable[[], float] = time.time
 
     @property
     def reason(self) -> str:
@@ -248,13 +251,13 @@ class TokenEngine:
         """How a call that `cached` did not serve is served, I/O-free: a hit after all,
         or the flights to lead or wait for (yielded to the driver, which sends back
         their tokens)."""
-        found = self._join(request, vercel_token, force, store)
+        found = self._hit_or_flight(request, vercel_token, force, store)
         if not isinstance(found, Flight):
             return found
         response = yield found
         if self._usable(found, response):
             return response
-        again = self._join(request, vercel_token, True, store)  # forced: always a flight
+        again = self._hit_or_flight(request, vercel_token, True, store)  # forced: always a flight
         assert isinstance(again, Flight)
         return (yield again)  # once: whatever it brings
 
@@ -274,7 +277,7 @@ class TokenEngine:
             try:
                 loop = current_loop()
             except BaseException as exc:  # strand no waiter
-                self._settle(flight, exc)
+                self._fail_flight(flight, exc)
                 raise
             spawn_detached(loop, lambda: self._alead(flight))
         try:
@@ -364,7 +367,7 @@ class TokenEngine:
 
     # -- flights ------------------------------------------------------------------
 
-    def _join(
+    def _hit_or_flight(
         self, request: TokenRequest, vercel_token: str | None, force: bool, store: bool = True
     ) -> TokenResponse | Flight:
         """After `cached` missed: under the lock, a hit after all (a fetch just finished,
@@ -401,7 +404,7 @@ class TokenEngine:
         future: Future[TokenResponse] = Future()
         self._flights[key] = future
         refused = self._refused.pop(key, None)
-        return Flight(future, key, request, cred, True, newer_than, refused)
+        return Flight(future, key, request, cred, True, newer_than, refused, clock=self._clock)
 
     def _lead(self, flight: Flight) -> None:
         """Run the fetch in this thread; its outcome goes to the flight's future."""
@@ -411,7 +414,7 @@ class TokenEngine:
                 response = self._fetch(flight.request, flight.cred)
             else:
                 response = shared.fetch(flight, self._fetch)
-            self._finish(flight, response)
+            self._complete_flight(flight, response)
 
     async def _alead(self, flight: Flight) -> None:
         """`_lead` as a detached task: nothing awaits it, so it raises nothing
@@ -422,7 +425,7 @@ class TokenEngine:
                 response = await self._afetch(flight.request, flight.cred)
             else:
                 response = await shared.afetch(flight, self._afetch)
-            self._finish(flight, response)
+            self._complete_flight(flight, response)
 
     def _shared_for(self, flight: Flight) -> SharedCache | None:
         """The shared cache ``flight`` goes through: none for a ``no_cache`` fetch."""
@@ -446,12 +449,12 @@ class TokenEngine:
         try:
             yield
         except Exception as exc:
-            self._settle(flight, exc)
+            self._fail_flight(flight, exc)
         except BaseException as exc:
-            self._settle(flight, _interrupted(exc))
+            self._fail_flight(flight, _interrupted(exc))
             raise
 
-    def _finish(self, flight: Flight, response: TokenResponse) -> None:
+    def _complete_flight(self, flight: Flight, response: TokenResponse) -> None:
         buffer = flight.request.buffer_ms
         now_ms = self._clock() * 1000.0
         with self._lock:
@@ -467,7 +470,7 @@ class TokenEngine:
         with contextlib.suppress(InvalidStateError):  # abandoned meanwhile
             flight.future.set_result(response)
 
-    def _settle(self, flight: Flight, exc: BaseException) -> None:
+    def _fail_flight(self, flight: Flight, exc: BaseException) -> None:
         """End a flight with an error: every waiter gets it, and nothing is cached."""
         with self._lock:
             self._end(flight)
@@ -477,7 +480,7 @@ class TokenEngine:
     def _abandon(self, flight: Flight) -> None:
         """Free the waiters of a fetch that outlived every bound: its event loop stopped
         running it. The next caller starts a new one."""
-        self._settle(
+        self._fail_flight(
             flight,
             ConnectUnavailableError(
                 f"the token fetch this call waited for did not finish within "

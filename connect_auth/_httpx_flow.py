@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind, rewinder, same_origin
+from ._private import iterator_source
 from ._refusal import Done, ReadBody, aadvance, advance, refusal_flow
 
 __all__ = ["HttpxFlow"]
@@ -88,7 +89,7 @@ class HttpxFlow(ConnectAuthBase):
             files = [getattr(f, "file", None) for f in fields]
             ok = all(f is None or rewinder(f) is not None for f in files)
             return no_rewind if ok else None
-        inner = getattr(stream, "_stream", None)  # IteratorByteStream over a file object
+        inner = iterator_source(stream)  # IteratorByteStream over a file object
         if inner is not None and hasattr(inner, "read"):
             return rewinder(inner)
         return None

@@ -1,4 +1,4 @@
-"""Finding the caller's Vercel credential (decision 0.7).
+"""Finding the caller's Vercel credential.
 
 Order: explicit argument (call, then client) > request-scoped value (set by
 `oidc_token_scope` or the middlewares from ``x-vercel-oidc-token``) > the file
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._errors import OidcTokenError
+from ._private import environ_raw
 from ._protocol import header_safe
 
 __all__ = [
@@ -50,8 +51,8 @@ _ENV = "VERCEL_OIDC_TOKEN"
 _FILE_ENV = "VERCEL_OIDC_TOKEN_FILE"
 _SCOPED = "the x-vercel-oidc-token request header"
 _scoped: ContextVar[str | None] = ContextVar("connect_auth_oidc_token", default=None)
-_facts: dict[str, tuple[Credential, float | None]] = {}
-_FACTS_MAX = 256
+_credentials_by_value: dict[str, tuple[Credential, float | None]] = {}
+_CREDENTIALS_MAX = 256
 _dotenv_cache: dict[Path, tuple[int, str | None]] = {}
 
 
@@ -166,7 +167,7 @@ class Credential(NamedTuple):
         return f"Credential(digest={self.digest[:12]!r}...)"
 
 
-_last: tuple[str, tuple[Credential, float | None]] = ("", (Credential("", ""), None))
+_last_seen: tuple[str, tuple[Credential, float | None]] = ("", (Credential("", ""), None))
 
 
 @contextlib.contextmanager
@@ -200,7 +201,7 @@ def recent_credential(explicit: str | None, now: float) -> Credential | None:
         value: str | None = explicit
     elif (value := _scoped.get()) is None:
         value = _env_token()
-    last = _last
+    last = _last_seen
     if value is None or value != last[0]:
         return None
     cred, exp = last[1]
@@ -233,21 +234,21 @@ def resolve_credential(
                     raise
                 return _refreshed(refresh, now, missing)
     elif type(explicit) is TokenSource:
-        return _facts_of(explicit)[0]  # its function is called when a request is sent
+        return _credential_of(explicit)[0]  # its function is called when a request is sent
     else:
         value, source = explicit, "the vercel_token argument"
-    last = _last
+    last = _last_seen
     if value == last[0]:
         cred, exp = last[1]
     else:
         _check_credential(value, source or _env_source())
-        cred, exp = _facts_of(value)
+        cred, exp = _credential_of(value)
     if exp is not None and exp <= now:
         if source in (None, ".env.local"):
             # The file may have been re-pulled, or the env var replaced: look once more.
             value, source = _lookup(explicit, fresh_file=True)
             _check_credential(value, source)
-            cred, exp = _facts_of(value)
+            cred, exp = _credential_of(value)
         if exp is not None and exp <= now:
             when = datetime.datetime.fromtimestamp(exp, datetime.UTC).isoformat()
             expired = OidcTokenError(
@@ -264,16 +265,15 @@ def resolve_credential(
 def _refreshed(refresh: Refresh, now: float, why: OidcTokenError) -> Credential:
     value = refresh(now, why)
     _check_credential(value, "the refreshed Vercel OIDC token")
-    return _facts_of(value)[0]
+    return _credential_of(value)[0]
 
 
 # os.environ decodes a fresh copy of the ~1 kB JWT on every read. Its raw value
 # object stays the same until the variable changes, so remember the decoded
-# string per raw object: same answer as os.environ.get, without the copy.
-_environ_raw: Any = getattr(os.environ, "_data", None)
-_ENV_RAW_KEY: Any = getattr(os.environ, "encodekey", lambda k: k)(_ENV)
+# string per raw object: same answer as os.environ.get, without the copy (see
+# `environ_raw` for why the raw mapping, and what happens without it).
+_environ_raw, _ENV_RAW_KEY, _FILE_RAW_KEY = environ_raw(_ENV, _FILE_ENV)
 _env_seen: tuple[object, str | None] = (object(), None)
-_FILE_RAW_KEY: Any = getattr(os.environ, "encodekey", lambda k: k)(_FILE_ENV)
 _file_seen: tuple[str, int, int, str] = ("", 0, 0, "")
 
 
@@ -425,21 +425,21 @@ def _from_dotenv(start: Path, *, fresh: bool) -> str | None:
     return None
 
 
-def _facts_of(token: str) -> tuple[Credential, float | None]:
+def _credential_of(token: str) -> tuple[Credential, float | None]:
     """``(credential, exp)`` for a token, memoized; ``exp`` is None for non-JWTs."""
-    global _last
-    last = _last
+    global _last_seen
+    last = _last_seen
     # os.environ hands out a new string each time: comparing with the last one
     # is cheaper than hashing a ~1 kB JWT for the dict lookup.
     if token == last[0]:
         return last[1]
-    facts = _facts.get(token)
+    facts = _credentials_by_value.get(token)
     if facts is None:
-        if len(_facts) >= _FACTS_MAX:
-            _facts.clear()
+        if len(_credentials_by_value) >= _CREDENTIALS_MAX:
+            _credentials_by_value.clear()
         facts = (Credential(token, hashlib.sha256(token.encode()).hexdigest()), jwt_exp(token))
-        _facts[token] = facts
-    _last = (token, facts)
+        _credentials_by_value[token] = facts
+    _last_seen = (token, facts)
     return facts
 
 

@@ -44,7 +44,7 @@ __all__ = [
     "parse_token_response",
 ]
 
-#: Statuses retried with backoff (decision 0.4); every other 4xx is final.
+#: Statuses retried with backoff; every other 4xx is final.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _CODE_CLASSES: dict[str, type[ConnectError]] = {
@@ -170,7 +170,7 @@ def error_from_response(
     fallback: str = "Failed to get token",
     connector_call: bool = True,
 ) -> ConnectError:
-    """Map a non-2xx response to the right error class (decision 0.3).
+    """Map a non-2xx response to the right error class.
 
     By ``code`` first, then 403 messages for the link and environment cases,
     then a bare 401 as a refused Vercel credential; anything else is the base

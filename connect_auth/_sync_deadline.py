@@ -17,22 +17,19 @@ from typing import Any
 import httpcore
 import httpx
 
+from ._private import wrap_network_backends
 from ._wire import attempt_deadline
 
 __all__ = ["bound_by_deadline"]
 
 
 def bound_by_deadline(client: httpx.Client) -> None:
-    """Cut every socket operation of ``client``'s pools to the attempt's deadline."""
-    transports: Iterable[object] = (client._transport, *client._mounts.values())
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    """Cut every socket operation of ``client``'s pools to the attempt's deadline (when
+    httpx no longer lets us, `wrap_network_backends` says so once)."""
+    wrap_network_backends(client, _DeadlineBackend, httpcore.NetworkBackend)
 
 
-def _left(timeout: float | None, timed_out: type[Exception]) -> float | None:
+def _time_left(timeout: float | None, timed_out: type[Exception]) -> float | None:
     remaining = attempt_deadline.get() - time.monotonic()
     if remaining <= 0:
         raise timed_out("the attempt's deadline passed")
@@ -44,10 +41,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        return self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+        self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -59,7 +56,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         inner = self._inner.start_tls(
-            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+            ssl_context, server_hostname, _time_left(timeout, httpcore.ConnectTimeout)
         )
         return _DeadlineStream(inner)
 
@@ -79,7 +76,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        limit = _left(timeout, httpcore.ConnectTimeout)
+        limit = _time_left(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(
             self._inner.connect_tcp(host, port, limit, local_address, socket_options)
         )
@@ -87,7 +84,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
-        limit = _left(timeout, httpcore.ConnectTimeout)
+        limit = _time_left(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._inner.connect_unix_socket(path, limit, socket_options))
 
     def sleep(self, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""Verifying webhooks that Vercel Connect forwards to your app (decision 0.9).
+"""Verifying webhooks that Vercel Connect forwards to your app.
 
 Connect calls your endpoint with ``Authorization: Bearer <Vercel OIDC token>``.
 A delivery is genuine when that token is an RS256 JWT signed by a key of Vercel's
@@ -104,6 +104,7 @@ def verify_connect_webhook(
     audience: str | None = None,
     issuer: str | None = None,
     jwks_url: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> WebhookClaims:
     """Check that a request is a webhook delivery from Vercel Connect for this app.
 
@@ -121,6 +122,8 @@ def verify_connect_webhook(
             ``https://oidc.vercel.com`` or ``https://oidc.vercel.com/<team>``).
         jwks_url: where the signing keys are (default ``CONNECT_AUTH_JWKS_URL``, else
             Vercel's); ``http://`` only on loopback.
+        clock: seconds since the epoch, for the ``exp``, ``nbf`` and ``iat`` checks
+            (default ``time.time``; tests step it).
 
     Returns:
         The verified `WebhookClaims`.
@@ -135,7 +138,8 @@ def verify_connect_webhook(
         headers_or_request, project_id, environment, owner_id, audience, issuer, jwks_url
     )
     kid = header["kid"]
-    return _finish(token, _key_after(_JWKS.key(expected.jwks_url, kid), kid), expected)
+    key = _key_after(_JWKS.key(expected.jwks_url, kid), kid)
+    return _verified_claims(token, key, expected, clock)
 
 
 @args_of(verify_connect_webhook)
@@ -148,6 +152,7 @@ async def averify_connect_webhook(
     audience: str | None = None,
     issuer: str | None = None,
     jwks_url: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> WebhookClaims:
     """Async `verify_connect_webhook`: waiting for the JWKS never blocks the event loop."""
     token, header, expected = _prepare(
@@ -157,7 +162,7 @@ async def averify_connect_webhook(
     found = _JWKS.key(expected.jwks_url, kid)
     if isinstance(found, Future):
         await wait_async(found)  # the loop keeps running while the keys are fetched
-    return _finish(token, _key_after(found, kid), expected)
+    return _verified_claims(token, _key_after(found, kid), expected, clock)
 
 
 # -- the checks before any network --------------------------------------------------
@@ -476,7 +481,9 @@ def parse_jwks(url: str, body: bytes) -> dict[str, Any]:
 # -- the signature and the claims ---------------------------------------------------------
 
 
-def _finish(token: str, key: Any, expected: _Expected) -> WebhookClaims:
+def _verified_claims(
+    token: str, key: Any, expected: _Expected, clock: Callable[[], float]
+) -> WebhookClaims:
     jose = _jose()
     try:
         claims = dict(jose.jwt.decode(token, key, algorithms=["RS256"]).claims)
@@ -484,7 +491,7 @@ def _finish(token: str, key: Any, expected: _Expected) -> WebhookClaims:
         raise _refused("the JWT signature is invalid", "webhook_unauthorized") from None
     except Exception:  # a hostile token must never become a 500
         raise _refused("the JWT is malformed", "webhook_unauthorized") from None
-    return check_claims(claims, expected, time.time())
+    return check_claims(claims, expected, clock())
 
 
 def check_claims(claims: Mapping[str, Any], expected: _Expected, now: float) -> WebhookClaims:
@@ -683,7 +690,7 @@ def _normal(path: str) -> str:
 
 
 _OPTION_NAMES = frozenset(
-    {"project_id", "environment", "owner_id", "audience", "issuer", "jwks_url"}
+    {"project_id", "environment", "owner_id", "audience", "issuer", "jwks_url", "clock"}
 )
 
 
@@ -701,6 +708,8 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
             _check_url(name, options[name])
     for name in ("project_id", "environment"):
         allowed_values(name, options.get(name))
+    if not callable(options.get("clock", time.time)):
+        raise TypeError("clock must be a function returning seconds since the epoch")
     return options
 
 

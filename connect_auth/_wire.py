@@ -49,7 +49,7 @@ CallPlan = tuple[str, str, dict[str, Any] | None, Credential, OnSuccess[T], str,
 
 # Objects a fork left behind in the child: kept referenced so that garbage
 # collection never closes them (a TLS close would write on the parent's socket).
-_left_by_fork: list[object] = []
+_kept_from_parent: list[object] = []
 
 
 class ConnectWire:
@@ -235,7 +235,7 @@ class ConnectWire:
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's connections (never closing them) and its lock."""
-        _left_by_fork.append(self._http)
+        _kept_from_parent.append(self._http)
         self._pools.forget()
         self._lock = threading.Lock()
         self._http = None
@@ -305,7 +305,7 @@ def _failure(method: str, url: str, exc: Exception) -> Exception:
     chained keeps the failure's type and message, never its request or frames: the
     request carries the credential."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        log.debug("%s %s timed out", method, _plain(url))
+        log.debug("%s %s timed out", method, _without_query(url))
         failure: Exception = TransientFailure(_described(exc))
     elif isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
         # Retrying cannot help, and the library's message may quote a header value.
@@ -315,11 +315,11 @@ def _failure(method: str, url: str, exc: Exception) -> Exception:
             code="invalid_request",
         )
     elif isinstance(exc, httpx.TransportError):
-        log.debug("%s %s failed: %s", method, _plain(url), type(exc).__name__)
+        log.debug("%s %s failed: %s", method, _without_query(url), type(exc).__name__)
         failure = TransientFailure(_described(exc))
     else:
         return exc
-    failure.__cause__ = _bare(exc)
+    failure.__cause__ = _message_only(exc)
     return failure
 
 
@@ -344,7 +344,7 @@ def _described(exc: BaseException) -> str:
     return next((words for cls, words in _NETWORK_WORDS if isinstance(exc, cls)), "network error")
 
 
-def _bare(exc: BaseException) -> BaseException:
+def _message_only(exc: BaseException) -> BaseException:
     """A copy of ``exc`` with its message only: no request, traceback or cause."""
     try:
         return type(exc)(str(exc))
@@ -411,7 +411,7 @@ def _outcome(method: str, url: str, r: httpx.Response, ok: OnSuccess[T], fallbac
         r.status_code, r.reason_phrase, r.content, request_id=request_id, fallback=fallback
     )
     if r.status_code in TRANSIENT_STATUSES:
-        log.debug("%s %s answered %d, will retry", method, _plain(url), r.status_code)
+        log.debug("%s %s answered %d, will retry", method, _without_query(url), r.status_code)
         raise TransientFailure(
             f"HTTP {r.status_code} {r.reason_phrase}".strip(),
             status=r.status_code,
@@ -432,5 +432,5 @@ def accept_any(r: httpx.Response) -> None:
     return None
 
 
-def _plain(url: str) -> str:
+def _without_query(url: str) -> str:
     return url.partition("?")[0]

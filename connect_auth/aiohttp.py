@@ -18,6 +18,7 @@ except ImportError as exc:  # an optional extra, or an aiohttp without client mi
 
 from ._adapter import ConnectAuthBase, Rewind, no_rewind
 from ._docs import shared_args
+from ._private import aiohttp_request_timer
 from ._refusal import Done, ReadBody, aadvance, refusal_flow
 
 __all__ = ["ConnectAuth"]
@@ -79,7 +80,11 @@ class ConnectAuth(_Binding):
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """The middleware: attach, send, and on a refusal refresh once and resend once."""
         url = request.url
-        if not _on_first_origin(request, (url.scheme, url.host or "", url.port)):
+        timer = aiohttp_request_timer(request)
+        if timer is None:  # a hop cannot be told from a request: only listed hosts
+            if self.hosts is None:
+                return await handler(request)
+        elif not _on_first_origin(timer, (url.scheme, url.host or "", url.port)):
             return await handler(request)
         armed = await self.aarm(request)
         response = await handler(request)
@@ -95,11 +100,9 @@ class ConnectAuth(_Binding):
         return response
 
 
-def _on_first_origin(request: Any, here: Origin) -> bool:
-    """Whether this hop is on the origin of its request's first hop (a first hop is)."""
-    timer = getattr(request, "_timer", None)
-    if timer is None:  # an aiohttp without per-request timers: every hop stands alone
-        return True
+def _on_first_origin(timer: object, here: Origin) -> bool:
+    """Whether this hop is on the origin of its request's first hop (a first hop is);
+    ``timer`` is what every hop of one request shares."""
     first = _first_hop.get()
     if first is None or first[0] is not timer:
         _first_hop.set((timer, here))

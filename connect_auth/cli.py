@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _token(args: argparse.Namespace) -> int:
     """``token`` and ``authorize``: one flow, where ``authorize`` starts consent first."""
     as_json = args.json or args.format == "json"
-    say = _Say(args.command, as_json)
+    say = _ResultPrinter(args.command, as_json)
     progress = _Progress(verbose=args.verbose)
     try:
         subject = parse_subject(_subject_arg(args))
@@ -424,7 +424,7 @@ def _authorize(
     )
 
 
-class _Say:
+class _ResultPrinter:
     """What the command prints at the end: the token, or the error, as text or JSON."""
 
     def __init__(self, command: str, as_json: bool) -> None:

@@ -219,7 +219,7 @@ class ConnectMCPAuth(HttpxFlow, httpx2.Auth, httpx.Auth):  # type: ignore[misc]
             with _challenges_lock:
                 _challenges.pop(self._key(), None)
 
-    def _join(self) -> tuple[Future[ConsentChallenge], bool]:
+    def _shared_challenge(self) -> tuple[Future[ConsentChallenge], bool]:
         key = self._key()
         now_ms = time.time() * 1000.0
         with _challenges_lock:
@@ -231,7 +231,7 @@ class ConnectMCPAuth(HttpxFlow, httpx2.Auth, httpx.Auth):  # type: ignore[misc]
             return future, True
 
     def _challenge(self) -> ConsentChallenge:
-        future, leader = self._join()
+        future, leader = self._shared_challenge()
         if leader:
             try:
                 started = self.client.start_authorization(
@@ -244,7 +244,7 @@ class ConnectMCPAuth(HttpxFlow, httpx2.Auth, httpx.Auth):  # type: ignore[misc]
         return result_of(future)
 
     async def _achallenge(self) -> ConsentChallenge:
-        future, leader = self._join()
+        future, leader = self._shared_challenge()
         if leader:
             try:
                 started = await self.client.astart_authorization(

@@ -559,14 +559,14 @@ class RedisTokenCache:
     def _will_do(self, expires_at: float, flight: Flight, newer_than: float) -> bool:
         """Fresh enough for ``flight``, and newer than a forced refresh needs."""
         return expires_at > newer_than and is_fresh(
-            expires_at, time.time() * 1000.0, flight.request.buffer_ms
+            expires_at, flight.clock() * 1000.0, flight.request.buffer_ms
         )
 
     def _writer(
         self, flight: Flight, names: _Names, response: TokenResponse, fence: str
     ) -> tuple[list[str], list[Any]] | None:
         """The ``_WRITE`` script's keys and arguments, or ``None`` if not worth storing."""
-        ttl_ms = int(response.expires_at - time.time() * 1000.0 - flight.request.buffer_ms)
+        ttl_ms = int(response.expires_at - flight.clock() * 1000.0 - flight.request.buffer_ms)
         if ttl_ms <= 0:
             return None
         plain = json.dumps(response.to_dict()).encode()

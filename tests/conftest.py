@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from helpers import fast_retry
 
-from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisServer
 
 pytest_plugins = ["pytester"]  # the fixture's own tests run inner pytest sessions
 

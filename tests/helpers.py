@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
-import socket
 import socketserver
 import threading
 import time
@@ -16,17 +16,19 @@ import anyio
 import httpx
 
 from connect_auth import ConnectClient, RetryPolicy
-from connect_auth._asgi_thread import serve_asgi as serve_asgi  # one home, used here too
+from connect_auth.testing import FAST_RETRY
+from connect_auth.testing._serve import free_port as free_port  # one home, used here too
+from connect_auth.testing._serve import serve_asgi as serve_asgi
+from connect_auth.testing._serve import wait_for as wait_for
 
 SLACK = "slack/acme-slack"
 APP: dict[str, Any] = {"type": "app"}
 
 
 def fast_retry(**overrides: float) -> RetryPolicy:
-    """Retries with tiny waits, so fault tests stay quick."""
-    settings: dict[str, Any] = {"initial_backoff": 0.01, "max_backoff": 0.05, "deadline": 10.0}
-    settings.update(overrides)
-    return RetryPolicy(**settings)
+    """The emulator fixture's retries (`connect_auth.testing.FAST_RETRY`), with
+    ``overrides``: tiny waits, so fault tests stay quick."""
+    return dataclasses.replace(FAST_RETRY, **overrides)
 
 
 def run_in_threads(n: int, target: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
@@ -97,13 +99,6 @@ def mock_client(handler: Callable[[httpx.Request], Any], **options: Any) -> Conn
     return ConnectClient(
         base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler), **options
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import SLACK
+from helpers import SLACK, free_port
 
 from connect_auth.cli import EXIT_CODES
 from connect_auth.testing import ConnectEmulator
@@ -273,12 +273,7 @@ def test_verbose_names_connect_and_each_retry(emu: ConnectEmulator, env: dict[st
 
 def test_network_errors_name_the_url_in_words(tmp_path: Path) -> None:
     """Nothing listens: the message names the URL and says what happened, in words."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     out = run("token", SLACK, "--base-url", url, env={"VERCEL_OIDC_TOKEN": "e30.e30.x"}, timeout=90)
     assert out.returncode == 10, out.stderr
     assert f"Connect at {url}" in out.stderr and "could not connect" in out.stderr

@@ -12,11 +12,11 @@ import pytest
 from helpers import APP, SLACK, fast_retry, jwt_like, run_in_tasks, run_in_threads
 
 import connect_auth
-from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient, OidcTokenError
 from connect_auth.httpx import ConnectAuth
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisServer
 
 ALICE = {"type": "user", "id": "u_alice"}
 

@@ -1,4 +1,4 @@
-"""Base URL resolution (decision 0.6)."""
+"""Base URL resolution."""
 
 from __future__ import annotations
 

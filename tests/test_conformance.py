@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from helpers import APP, SLACK, fast_retry
 
-from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient, ConnectUnavailableError, UserSubject
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisServer
 
 ALICE = UserSubject("u_alice")
 

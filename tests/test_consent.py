@@ -198,6 +198,7 @@ def test_device_code_flow_through_the_device_page(
         "http://localhost:3000/cb",
         "http://app.localhost/cb",
         "http://127.0.0.1:8000/cb",
+        "http://127.0.0.2/cb",  # the one loopback rule: 127.0.0.0/8
         "http://[::1]:8000/cb",
     ],
 )
@@ -212,7 +213,7 @@ def test_callback_urls_that_are_accepted(
     ("options", "fragment"),
     [
         ({"callback_url": "http://example.com/cb"}, "callback_url must be an https:// URL"),
-        ({"callback_url": "http://127.0.0.2/cb"}, "callback_url must be an https:// URL"),
+        ({"callback_url": "http://0.0.0.0/cb"}, "callback_url must be an https:// URL"),
         ({"callback_url": "ftp://localhost/cb"}, "callback_url must be an https:// URL"),
         ({"callback_url": "/relative"}, "absolute URL"),
         ({"callback_url": "https://x:99999/"}, "not a valid URL"),

@@ -16,7 +16,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from connect_auth import ConnectClient
-from connect_auth.testing import ConnectEmulator, ConnectorSpec, _Server
+from connect_auth.testing import ConnectEmulator, ConnectorSpec
+from connect_auth.testing._server import Server
 
 SLACK = "slack/acme-slack"
 
@@ -492,7 +493,7 @@ def test_many_keep_alive_connections_share_a_bounded_pool(emulator: ConnectEmula
                 while len(body) < length:
                     body += conn.recv(65536)
             peak = max(peak, threading.active_count() - before)
-            assert peak <= _Server.workers
+            assert peak <= Server.workers
     finally:
         for conn in connections:
             conn.close()

@@ -28,6 +28,7 @@ from helpers import (
     run_in_tasks,
     run_in_threads,
     token_json,
+    wait_for,
 )
 
 from connect_auth import ConnectClient, ConnectUnavailableError, RetryPolicy
@@ -376,7 +377,7 @@ def test_keyboard_interrupt_stays_with_the_leader() -> None:
         raise KeyboardInterrupt
 
     with mock_client(connect_api) as client:
-        join = client._engine._join
+        join = client._engine._hit_or_flight
 
         def counting_join(*args: Any) -> Any:
             found = join(*args)
@@ -384,7 +385,7 @@ def test_keyboard_interrupt_stays_with_the_leader() -> None:
                 followers.release()
             return found
 
-        client._engine._join = counting_join  # type: ignore[method-assign]
+        client._engine._hit_or_flight = counting_join  # type: ignore[method-assign]
         leader: list[BaseException] = []
 
         def lead() -> None:
@@ -429,13 +430,6 @@ class _Clock:
         return time.time() + self.offset
 
 
-def _wait_for(predicate: Any, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for the background refresh"
-        time.sleep(0.01)
-
-
 def _refreshing_client(emulator: ConnectEmulator, clock: _Clock) -> ConnectClient:
     return ConnectClient(
         base_url=emulator.url,
@@ -458,7 +452,7 @@ def test_refresh_ahead_makes_one_background_fetch_under_16_threads(
         clock.offset = 3600 - 30 - 59  # inside the last minute before the 30 s buffer
         results, errors = run_in_threads(16, lambda: client.get_token(SLACK, subject=APP))
         assert errors == [] and results == [old] * 16  # nobody waited for Connect
-        _wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
+        wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
         assert emulator.token_calls() == 2  # the first fetch and one refresh
 
 
@@ -474,7 +468,7 @@ def test_refresh_ahead_through_an_adapter_under_16_threads(emulator: ConnectEmul
             clock.offset = 3600 - 30 - 59
             results, errors = run_in_threads(16, lambda: http.get(url).status_code)
             assert errors == [] and results == [200] * 16
-            _wait_for(lambda: emulator.token_calls() == 2 and not client._engine._flights)
+            wait_for(lambda: emulator.token_calls() == 2 and not client._engine._flights)
             assert http.get(url).status_code == 200
     assert emulator.token_calls() == 2
     sent = {c.token_state for c in emulator.provider_calls}
@@ -492,7 +486,7 @@ async def test_refresh_ahead_under_64_tasks(emulator: ConnectEmulator, anyio_bac
         results = await run_in_tasks(64, lambda: client.aget_token(SLACK, subject=APP))
         assert results == [old] * 64
         await anyio.to_thread.run_sync(
-            lambda: _wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
+            lambda: wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
         )
     assert emulator.token_calls() == 2
 
@@ -510,13 +504,13 @@ def test_failed_refresh_keeps_serving_the_valid_token(
         clock.offset = 3600 - 30 - 59
         results, errors = run_in_threads(16, lambda: client.get_token(SLACK, subject=APP))
         assert errors == [] and results == [old] * 16
-        _wait_for(lambda: "ahead of expiry failed" in caplog.text)
+        wait_for(lambda: "ahead of expiry failed" in caplog.text)
         assert emulator.token_calls() == 3  # the first fetch and the refresh's two attempts
         assert client.get_token(SLACK, subject=APP) == old  # still served, no new attempt
         assert emulator.token_calls() == 3
         clock.offset += 30  # past the retry time (halfway to the end of service)
         assert client.get_token(SLACK, subject=APP) == old  # starts the second refresh
-        _wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
+        wait_for(lambda: client.get_token(SLACK, subject=APP) != old)
     assert emulator.token_calls() == 4
     assert old not in caplog.text
 

@@ -1,5 +1,5 @@
 """Local development: a stale or missing credential refreshes itself through the
-Vercel CLI login, against the emulator's Vercel API (decision 12)."""
+Vercel CLI login, against the emulator's Vercel API."""
 
 from __future__ import annotations
 

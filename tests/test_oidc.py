@@ -1,4 +1,4 @@
-"""Finding the Vercel credential (decision 0.7) and the request-scoped override."""
+"""Finding the Vercel credential and the request-scoped override."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import APP, SLACK, fast_retry, run_in_tasks, run_in_threads
+from helpers import APP, SLACK, fast_retry, run_in_tasks, run_in_threads, wait_for
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -22,7 +22,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from benchmarks.fleet import RedisServer
 from connect_auth import (
     ConnectClient,
     NoValidTokenError,
@@ -34,6 +33,7 @@ from connect_auth.httpx import ConnectAuth
 from connect_auth.otel import instrument, uninstrument
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator, ConnectorSpec
+from connect_auth.testing._redis_servers import RedisServer
 
 ALICE = {"type": "user", "id": "u_alice"}
 KEY = "a test key for the shared cache, 32+ bytes long"
@@ -168,7 +168,7 @@ def test_reasons_forced_and_refresh_ahead(emulator: ConnectEmulator, recorded: R
         tracer = recorded.tracer_provider.get_tracer("app")
         with tracer.start_as_current_span("GET /inbox") as parent:
             c.get_token(SLACK, subject=APP)
-        _wait_for(lambda: len(recorded.finished()) == 3)
+        wait_for(lambda: len(recorded.finished()) == 3)
     reasons = [_attrs(s)["connect.reason"] for s in recorded.finished()]
     assert reasons == ["miss", "forced", "refresh_ahead"]
     background = recorded.finished()[2]  # in a thread of its own, in the hit's trace
@@ -403,13 +403,6 @@ def test_no_secret_in_any_span_metric_or_log(
         assert secret not in blob
 
 
-def _wait_for(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 # -- logs ------------------------------------------------------------------------------------
 
 
@@ -433,7 +426,7 @@ def test_a_fetch_logs_one_line_and_a_quiet_day_logs_nothing_above_debug(
 def test_every_logger_is_documented() -> None:
     root = Path(__file__).resolve().parent.parent
     names = set()
-    for path in (root / "connect_auth").glob("*.py"):
+    for path in (root / "connect_auth").rglob("*.py"):
         names |= set(re.findall(r'getLogger\("([^"]+)"\)', path.read_text()))
     assert names >= {"connect_auth.tokens", "connect_auth.adapters", "connect_auth.redis"}
     page = (root / "docs" / "debugging.md").read_text()

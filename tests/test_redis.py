@@ -15,14 +15,23 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from helpers import APP, SLACK, fast_retry, revoke_delete_and_clear, run_in_tasks, run_in_threads
+from helpers import (
+    APP,
+    SLACK,
+    fast_retry,
+    revoke_delete_and_clear,
+    run_in_tasks,
+    run_in_threads,
+    wait_for,
+)
 
 import connect_auth
-from benchmarks.fleet import RedisServer, fleet_env, run_fleet
+from benchmarks.fleet import fleet_env, run_fleet
 from connect_auth import ConnectClient
 from connect_auth._sealed import Sealer
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisServer
 
 KEY = "k" * 32
 
@@ -174,17 +183,29 @@ def test_refresh_ahead_takes_a_token_another_process_refreshed(
         # b's clock reaches the refresh window: the hit starts a background refresh.
         now[0] = (old.expires_at / 1000.0 - time.time()) - 200.0
         assert b.get_token(SLACK, subject=APP) == old.token
-        _wait_for(lambda: b.get_token(SLACK, subject=APP) == new.token)
+        wait_for(lambda: b.get_token(SLACK, subject=APP) == new.token)
     assert emulator.token_calls() == 2
 
 
-def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+def test_the_clients_clock_judges_the_shared_tokens(
+    emulator: ConnectEmulator, cache: RedisTokenCache
+) -> None:
+    """ConnectClient(clock=) reaches the shared cache: a Redis token that, by that
+    clock, is inside its validity buffer is not taken; time is stepped, not waited."""
     import time
 
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.01)
+    oidc = emulator.oidc_token()
+    emulator.state.connectors[SLACK].token_ttl = 600
+    with _client(emulator, cache, vercel_token=oidc) as a:
+        shared = a.get_token_response(SLACK, subject=APP)
+    emulator.state.connectors[SLACK].token_ttl = 3600
+    ten_seconds_left = shared.expires_at / 1000.0 - 10  # the buffer is 30 s
+    with _client(emulator, cache, vercel_token=oidc, clock=lambda: ten_seconds_left) as b:
+        assert b.get_token(SLACK, subject=APP) != shared.token
+    assert emulator.token_calls() == 2
+    with _client(emulator, cache, vercel_token=oidc, clock=time.time) as c:
+        assert c.get_token(SLACK, subject=APP) != shared.token  # the newer one, from Redis
+    assert emulator.token_calls() == 2
 
 
 def test_revoke_and_clear_reach_the_shared_entries(

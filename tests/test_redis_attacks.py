@@ -16,11 +16,11 @@ import redis
 import redis.asyncio
 from helpers import APP, SLACK, fast_retry
 
-from benchmarks.fleet import RedisServer
 from connect_auth import ConnectClient
 from connect_auth.httpx import ConnectAuth
 from connect_auth.redis import RedisTokenCache, is_foreign_lease
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisServer
 
 KEY = "k" * 32
 ALICE = {"type": "user", "id": "u_alice"}

@@ -17,10 +17,11 @@ import redis.cluster
 import redis.sentinel
 from helpers import APP, SLACK, fast_retry, revoke_delete_and_clear, run_in_tasks
 
-from benchmarks.fleet import RedisClusterServers, RedisSentinelServers, fleet_env, run_fleet
+from benchmarks.fleet import fleet_env, run_fleet
 from connect_auth import ConnectClient
 from connect_auth.redis import RedisTokenCache
 from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._redis_servers import RedisClusterServers, RedisSentinelServers
 
 KEY = "k" * 32
 ALICE = {"type": "user", "id": "u_alice"}

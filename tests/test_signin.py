@@ -171,7 +171,7 @@ def _foreign(token: str) -> str:
 
 def _authorization_code(emu: ConnectEmulator, challenge_verifier: str) -> tuple[str, str]:
     """A code obtained on the consent page for a known PKCE verifier."""
-    from connect_auth._emulator_oauth import pkce_s256
+    from connect_auth.testing._oauth import pkce_s256
 
     redirect = "http://127.0.0.1:1/cb"
     query = {

@@ -35,7 +35,8 @@ from connect_auth import (
     averify_connect_webhook,
     verify_connect_webhook,
 )
-from connect_auth.testing import ConnectEmulator, _signing_key
+from connect_auth.testing import ConnectEmulator
+from connect_auth.testing._emulator import _signing_key
 
 
 @pytest.fixture

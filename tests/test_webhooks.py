@@ -31,7 +31,8 @@ from connect_auth import (
     averify_connect_webhook,
     verify_connect_webhook,
 )
-from connect_auth.testing import ISSUER, ConnectEmulator, _signing_key
+from connect_auth.testing import ISSUER, ConnectEmulator
+from connect_auth.testing._emulator import _signing_key
 
 PROJECT = "prj_emulator"
 ENV = "development"
@@ -456,3 +457,38 @@ def test_any_project_still_needs_the_token_to_name_one(emu: ConnectEmulator) -> 
         _verify(emu, _sign(_claims(project_id=None)), project_id="*", environment="*")
     with pytest.raises(WebhookVerificationError, match="names no environment"):
         _verify(emu, _sign(_claims(environment="")), project_id="*", environment="*")
+
+
+def test_time_is_an_input(emu: ConnectEmulator) -> None:
+    """clock= steps time: the same delivery is fine now, expired once its life and the
+    leeway have passed, and issued in the future for a clock set back an hour."""
+    token = emu.oidc_token(ttl=600)
+    now = time.time()
+    assert _verify(emu, token, issuer=ISSUER, clock=lambda: now).project_id
+    late = now + 600 + webhooks.LEEWAY + 1
+    with pytest.raises(WebhookVerificationError, match="expired"):
+        _verify(emu, token, issuer=ISSUER, clock=lambda: late)
+    with pytest.raises(WebhookVerificationError, match="iat"):
+        _verify(emu, token, issuer=ISSUER, clock=lambda: now - 3600)
+
+
+def test_the_middlewares_take_a_clock(emu: ConnectEmulator) -> None:
+    """clock= reaches a middleware's verification, and a clock that is not a function is
+    refused at start-up."""
+    token = emu.oidc_token(ttl=600)
+    late = time.time() + 3600
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    guarded = WebhookWSGIMiddleware(
+        app, project_id=PROJECT, environment=ENV, issuer=ISSUER, jwks_url=emu.jwks_url,
+        clock=lambda: late,
+    )  # fmt: skip
+    statuses: list[str] = []
+    environ = {"PATH_INFO": "/hook", "HTTP_AUTHORIZATION": f"Bearer {token}"}
+    guarded(environ, lambda status, headers: statuses.append(status))
+    assert statuses == ["401 Unauthorized"]
+    with pytest.raises(TypeError, match="clock"):
+        WebhookWSGIMiddleware(app, clock="now")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._config import is_loopback_host, unambiguous_url
+from .._config import is_loopback_host, unambiguous_url
 
 __all__ = ["OAuthGrant", "OAuthServer", "pkce_s256"]
 

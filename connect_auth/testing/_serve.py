@@ -1,5 +1,5 @@
-"""Serving an ASGI app on loopback from a thread, with uvicorn: the demo's MCP server,
-and the test suite's servers."""
+"""Servers on loopback for the demo, the tests and the benchmarks: a free port, an
+ASGI app served from a thread (uvicorn), and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -7,10 +7,26 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["serve_asgi"]
+__all__ = ["free_port", "serve_asgi", "wait_for"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``condition`` every 10 ms until it is true; ``AssertionError`` naming
+    ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what or condition}"
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -19,9 +35,7 @@ def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
     URL. ``config`` goes to ``uvicorn.Config`` (``root_path=``, for example)."""
     import uvicorn  # a dependency of the mcp extra (and of the test suite)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **config)
     )

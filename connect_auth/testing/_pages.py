@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from ._emulator_oauth import OAuthServer
-from ._emulator_state import EmulatorState
+from ._oauth import OAuthServer
+from ._state import EmulatorState
 
 __all__ = ["Reply", "consent_page", "sign_in_page"]
 
