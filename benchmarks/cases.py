@@ -32,7 +32,6 @@ from connect_auth.requests import ConnectAuth as RequestsConnectAuth
 from connect_auth.testing import ConnectEmulator
 
 from . import adapters, peers
-from .engine import StubConnect
 from .measure import counting, interleaved, interleaved_async
 
 SLACK = peers.SLACK
@@ -139,10 +138,7 @@ def per_request(scale: float) -> dict[str, Any]:
             emu.provider_url(SLACK), PROVIDER, token, n, repeats
         )
         out["niquests sync"] = adapters.niquests_per_request(PROVIDER, token, n, repeats)
-        with StubConnect(0.0) as provider:
-            out["aiohttp over loopback"] = adapters.aiohttp_over_loopback(
-                provider.url + "/provider/api", token, n, repeats
-            )
+        out["aiohttp over loopback"] = adapters.aiohttp_over_loopback(token, n, repeats)
     return out
 
 

@@ -1,8 +1,9 @@
 """The fetch engine against ``vercel-connect``: async fan-out, head-of-line, rollover.
 
-Everything talks to one native-async Connect stand-in on loopback (an asyncio
-server in its own thread, HTTP/1.1 keep-alive), so the server is never the
-bottleneck being measured.
+Everything talks to the Connect emulator, run in a process of its own
+(`benchmarks.emulator`): its latency holds answers in the server rather than in
+its workers, so any number of fetches wait on Connect at once, as with the real
+service.
 """
 
 from __future__ import annotations
@@ -10,26 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import os
 import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import httpx
 
 from connect_auth import ConnectClient
 from connect_auth.httpx import ConnectAuth
-from connect_auth.testing import ConnectEmulator
 
 from . import peers
+from .emulator import ROLL, ROLL_VERCEL, SLACK, SLOW, EmulatorProcess
 
-SLACK = peers.SLACK
-SLOW = "slow/connector"
-ROLL = "roll/connector"
 T = TypeVar("T")
 TOKEN_PATH = "/v1/connect/token/"
 
@@ -54,78 +51,9 @@ class LoopThread:
         self._loop.close()
 
 
-class StubConnect:
-    """Answers token calls after a per-connector latency; any other path is a provider."""
-
-    def __init__(self, latency: float, *, ttl: float = 3600.0, slow: float = 3.0) -> None:
-        self.latency = latency
-        self.ttl = ttl
-        self.delays = {SLOW: slow}
-        self.calls: dict[str, int] = {}
-        self.url = ""
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    def __enter__(self) -> StubConnect:
-        self._loop = LoopThread()
-        server = self._loop.run(asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024))
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            self._server.close()
-            for writer in self._writers:  # their handlers see end of input and return
-                writer.close()
-
-        self._loop.run(stop())
-        self._loop.close()
-
-    def token_calls(self, connector: str) -> int:
-        """Token calls answered for ``connector``."""
-        return self.calls.get(connector, 0)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            while line := await reader.readline():
-                _, path, _ = line.decode().split(" ", 2)
-                length = 0
-                while (header := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = header.decode().partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                answer = await self._answer(path, body)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
-                )
-                await writer.drain()
-        writer.close()
-        self._writers.discard(writer)
-
-    async def _answer(self, path: str, body: bytes) -> bytes:
-        if not path.startswith(TOKEN_PATH):
-            return b'{"ok":true}'
-        connector = unquote(path[len(TOKEN_PATH) :].partition("?")[0])
-        await asyncio.sleep(self.delays.get(connector, self.latency))
-        n = self.calls[connector] = self.calls.get(connector, 0) + 1
-        subject = json.loads(body).get("subject", {})
-        return json.dumps(
-            {
-                "token": f"tok-{connector}-{subject.get('id', 'app')}-{n}",
-                "expiresAt": int((time.time() + self.ttl) * 1000),
-                "connector": {"id": "scl_stub", "uid": connector, "type": "custom"},
-            }
-        ).encode()
-
-
 @contextlib.contextmanager
-def _oidc_env(url: str) -> Iterator[str]:
+def _oidc_env(url: str, token: str) -> Iterator[str]:
     """VERCEL_OIDC_TOKEN and the base URL set as on Vercel (vercel-connect reads the env)."""
-    with ConnectEmulator() as emu:
-        token = emu.oidc_token()
     patched = {"CONNECT_AUTH_BASE_URL": url, "VERCEL_OIDC_TOKEN": token}
     saved = {k: os.environ.get(k) for k in patched}
     os.environ.update(patched)
@@ -174,16 +102,24 @@ def engine(scale: float) -> dict[str, Any]:
     """Async fan-out, head-of-line blocking and rollover, against vercel-connect."""
     n_keys = max(20, int(200 * min(1.0, scale * 8)))
     rounds = 3 if scale >= 0.5 else 1
-    with peers.quiet(), StubConnect(latency=0.1) as stub, _oidc_env(stub.url) as oidc:
-        fan_out = asyncio.run(_fan_out(stub, oidc, n_keys, rounds))
-        head = asyncio.run(_head_of_line(stub, oidc))
+    with (
+        peers.quiet(),
+        EmulatorProcess(latency=0.1) as emu,
+        _oidc_env(emu.url, emu.oidc_token()) as oidc,
+    ):
+        fan_out = asyncio.run(_fan_out(emu, oidc, n_keys, rounds))
+        head = asyncio.run(_head_of_line(emu, oidc))
     seconds = 9.0 if scale >= 0.5 else 3.0
-    with peers.quiet(), StubConnect(latency=1.0, ttl=4.0) as stub, _oidc_env(stub.url) as oidc:
-        rollover = _rollover(stub, oidc, seconds)
+    with (
+        peers.quiet(),
+        EmulatorProcess(latency=1.0, ttl=4.0) as emu,
+        _oidc_env(emu.url, emu.oidc_token()) as oidc,
+    ):
+        rollover = _rollover(emu, oidc, seconds)
     return {"cold_keys": n_keys, "fan_out_s": fan_out, "head_of_line": head, "rollover": rollover}
 
 
-async def _fan_out(stub: StubConnect, oidc: str, n: int, rounds: int) -> dict[str, float]:
+async def _fan_out(emu: EmulatorProcess, oidc: str, n: int, rounds: int) -> dict[str, float]:
     """Seconds for ``n`` distinct cold keys from one event loop (median of ``rounds``)."""
     times: dict[str, list[float]] = {"connect_auth": [], "vercel-connect": [], "raw httpx": []}
 
@@ -194,22 +130,24 @@ async def _fan_out(stub: StubConnect, oidc: str, n: int, rounds: int) -> dict[st
 
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     for r in range(rounds):
-        client, ours = _ours_async(stub.url, oidc)
+        client, ours = _ours_async(emu.url, oidc)
         await timed("connect_auth", ours, f"ours{r}")
         client.close()
-        async with _vercel_async(stub.url) as theirs:
+        async with _vercel_async(emu.url) as theirs:
             await timed("vercel-connect", theirs, f"vc{r}")
         async with httpx.AsyncClient(limits=limits) as raw:
 
             async def post(connector: str, user: str, raw: httpx.AsyncClient = raw) -> Any:
                 body = {"subject": {"type": "user", "id": user}}
-                return (await raw.post(f"{stub.url}{TOKEN_PATH}{SLACK}", json=body)).json()
+                url = f"{emu.url}{TOKEN_PATH}{quote(connector, safe='')}"
+                headers = {"Authorization": f"Bearer {oidc}"}
+                return (await raw.post(url, json=body, headers=headers)).json()
 
             await timed("raw httpx", post, f"raw{r}")
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-async def _head_of_line(stub: StubConnect, oidc: str) -> dict[str, dict[str, float]]:
+async def _head_of_line(emu: EmulatorProcess, oidc: str) -> dict[str, dict[str, float]]:
     """One healthy fetch alone, then while 8 fetches to a slow connector are in flight."""
     out: dict[str, dict[str, float]] = {}
 
@@ -225,21 +163,21 @@ async def _head_of_line(stub: StubConnect, oidc: str) -> dict[str, dict[str, flo
         await asyncio.gather(*slow)
         return {"alone_s": alone, "with_8_slow_s": busy, "ratio": busy / alone}
 
-    client, ours = _ours_async(stub.url, oidc)
+    client, ours = _ours_async(emu.url, oidc)
     out["connect_auth"] = await measure(ours, "ours")
     client.close()
-    async with _vercel_async(stub.url) as theirs:
+    async with _vercel_async(emu.url) as theirs:
         out["vercel-connect"] = await measure(theirs, "vc")
     return out
 
 
-def _rollover(stub: StubConnect, oidc: str, seconds: float) -> dict[str, Any]:
+def _rollover(emu: EmulatorProcess, oidc: str, seconds: float) -> dict[str, Any]:
     """Steady load across token rollovers (4 s tokens, 1 s buffer, 1 s Connect latency):
     the slowest call, and how many waited on Connect (took over half its latency)."""
     options: dict[str, Any] = {"subject": {"type": "app"}, "validity_buffer_ms": 1000}
-    provider = f"{stub.url}/api"
+    provider = emu.provider_url(ROLL)
     out: dict[str, Any] = {"seconds": seconds}
-    with ConnectClient(base_url=stub.url, vercel_token=oidc) as client:
+    with ConnectClient(base_url=emu.url, vercel_token=oidc) as client:
         auth = ConnectAuth(ROLL, client=client, **options)
         with httpx.Client(auth=auth) as http:
             out["sync get_token"] = _load_threads(
@@ -247,16 +185,16 @@ def _rollover(stub: StubConnect, oidc: str, seconds: float) -> dict[str, Any]:
             )
             out["sync adapted request"] = _load_threads(lambda: http.get(provider), seconds)
         out["asyncio"] = asyncio.run(_load_tasks(client, auth, provider, options, seconds))
-    out["connect_calls"] = stub.token_calls(ROLL)
+    out["connect_calls"] = emu.token_calls(ROLL)
     with peers.quiet():
         import vercel.api
         import vercel.connect.sync as vcs
         from vercel.connect import ConnectAppTokenSubject, ConnectOptions, ConnectServiceOptions
 
         subject, vc_options = ConnectAppTokenSubject(), ConnectOptions(validity_buffer=1.0)
-        with vercel.api.session(service_options=[ConnectServiceOptions(base_url=stub.url)]):
+        with vercel.api.session(service_options=[ConnectServiceOptions(base_url=emu.url)]):
             out["vercel-connect sync get_token"] = _load_threads(
-                lambda: vcs.get_token("roll/vercel", subject=subject, options=vc_options), seconds
+                lambda: vcs.get_token(ROLL_VERCEL, subject=subject, options=vc_options), seconds
             )
     return out
 

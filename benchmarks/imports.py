@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,9 +50,15 @@ def imports(scale: float) -> dict[str, Any]:
 def _install_wheel(scratch: Path) -> Path:
     """This checkout as a wheel, installed without dependencies into ``scratch/site``
     and compiled (the dependencies come from the running environment)."""
-    wheels, site = scratch / "wheels", scratch / "site"
+    wheels, site, source = scratch / "wheels", scratch / "site", scratch / "source"
+    # Built from a copy: a build in the checkout would leave a build/ folder in it.
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "docs"),
+    )
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True)
     wheel = next(wheels.glob("connect_auth-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     if not compileall.compile_dir(site, quiet=1):

@@ -1,7 +1,7 @@
 """Cold fetches over TLS with network delay: time per fetch and connections opened.
 
 Everything stays on loopback: a certificate made at run time, a TLS terminator in
-front of the stub Connect, and before it a proxy that holds every chunk for half
+front of the Connect emulator, and before it a proxy that holds every chunk for half
 the round trip in each direction, so a TCP and TLS handshake costs what it would on
 a modest real network. connect_auth and vercel-connect trust the certificate
 through ``SSL_CERT_FILE`` and fetch the same cold tokens, one after another (sync
@@ -25,7 +25,8 @@ from typing import Any
 from connect_auth import ConnectClient
 
 from . import peers
-from .engine import SLACK, LoopThread, StubConnect, _oidc_env, _vercel_async
+from .emulator import SLACK, EmulatorProcess
+from .engine import LoopThread, _oidc_env, _vercel_async
 
 ROUND_TRIP = 0.020  # seconds
 
@@ -211,13 +212,13 @@ def tls(scale: float) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         peers.quiet(),
-        StubConnect(latency=0.0) as stub,
+        EmulatorProcess(latency=0.0) as emu,
     ):
         cert, key = _certificate(Path(tmp))
         with (
-            DelayedTls(stub.url, cert, key, ROUND_TRIP) as net,
+            DelayedTls(emu.url, cert, key, ROUND_TRIP) as net,
             _trusting(cert),
-            _oidc_env(net.url) as oidc,
+            _oidc_env(net.url, emu.oidc_token()) as oidc,
         ):
             sequential = _sequential(net, oidc, n)
             fan_out = asyncio.run(_fan_out(net, oidc, fan))

@@ -124,17 +124,7 @@ def get_token(
         and no_cache is False
     ):
         return (_default or default_client())._serve(connector, subject, {}).token
-    options = token_options(
-        installation_id,
-        audience,
-        scopes,
-        resources,
-        authorization_details,
-        validity_buffer_ms,
-        vercel_token,
-        force_refresh,
-        no_cache,
-    )
+    options = token_options(locals())
     return default_client()._serve(connector, subject, options).token
 
 
@@ -164,17 +154,7 @@ def get_token_response(
         and no_cache is False
     ):
         return (_default or default_client())._serve(connector, subject, {})
-    options = token_options(
-        installation_id,
-        audience,
-        scopes,
-        resources,
-        authorization_details,
-        validity_buffer_ms,
-        vercel_token,
-        force_refresh,
-        no_cache,
-    )
+    options = token_options(locals())
     return default_client()._serve(connector, subject, options)
 
 

@@ -203,17 +203,7 @@ class ConnectClient:
             and no_cache is False
         ):
             return self._serve(connector, subject, {}).token
-        options = token_options(
-            installation_id,
-            audience,
-            scopes,
-            resources,
-            authorization_details,
-            validity_buffer_ms,
-            vercel_token,
-            force_refresh,
-            no_cache,
-        )
+        options = token_options(locals())
         return self._serve_with_options(connector, subject, options).token
 
     def get_token_response(
@@ -245,17 +235,7 @@ class ConnectClient:
             and no_cache is False
         ):
             return self._serve(connector, subject, {})
-        options = token_options(
-            installation_id,
-            audience,
-            scopes,
-            resources,
-            authorization_details,
-            validity_buffer_ms,
-            vercel_token,
-            force_refresh,
-            no_cache,
-        )
+        options = token_options(locals())
         return self._serve_with_options(connector, subject, options)
 
     def _serve(
@@ -292,17 +272,7 @@ class ConnectClient:
         no_cache: bool = False,
     ) -> str:
         """Async `get_token`; never blocks the event loop (asyncio or trio)."""
-        options = token_options(
-            installation_id,
-            audience,
-            scopes,
-            resources,
-            authorization_details,
-            validity_buffer_ms,
-            vercel_token,
-            force_refresh,
-            no_cache,
-        )
+        options = token_options(locals())
         return (await self._aserve(connector, subject, options)).token
 
     async def aget_token_response(
@@ -321,17 +291,7 @@ class ConnectClient:
         no_cache: bool = False,
     ) -> TokenResponse:
         """Async `get_token_response`."""
-        options = token_options(
-            installation_id,
-            audience,
-            scopes,
-            resources,
-            authorization_details,
-            validity_buffer_ms,
-            vercel_token,
-            force_refresh,
-            no_cache,
-        )
+        options = token_options(locals())
         return await self._aserve(connector, subject, options)
 
     async def _aserve(
@@ -360,17 +320,7 @@ class ConnectClient:
         """Remove the cache entries that `get_token` would use for these arguments, under
         every Vercel credential this client has used; no-op if absent. Needs no
         credential, so it works after the one in use expired."""
-        options = token_options(
-            installation_id,
-            audience,
-            scopes,
-            resources,
-            authorization_details,
-            validity_buffer_ms,
-            vercel_token,
-            False,
-            False,
-        )
+        options = token_options(locals())
         request, vercel_token, _, _ = _call_options(connector, subject, options)
         digests = self._engine.delete_request(request.key)
         if self._shared is not None:
@@ -467,24 +417,7 @@ class ConnectClient:
             ConnectError: Connect refused the request (for example
                 `ConnectorNotFoundError`).
         """
-        return self._wire.call(
-            *self._authorize_call(
-                connector,
-                subject,
-                callback_url=callback_url,
-                webhook=webhook,
-                device_code=device_code,
-                expires_in_ms=expires_in_ms,
-                prompt=prompt,
-                installation_id=installation_id,
-                audience=audience,
-                scopes=scopes,
-                resources=resources,
-                authorization_details=authorization_details,
-                vercel_token=vercel_token,
-                region=region,
-            )
-        )
+        return self._wire.call(*self._authorize_call(**_arguments(locals())))
 
     async def astart_authorization(
         self,
@@ -505,24 +438,7 @@ class ConnectClient:
         region: str | None = None,
     ) -> AuthorizationRequest:
         """Async `start_authorization`, on the caller's event loop."""
-        return await self._wire.acall(
-            *self._authorize_call(
-                connector,
-                subject,
-                callback_url=callback_url,
-                webhook=webhook,
-                device_code=device_code,
-                expires_in_ms=expires_in_ms,
-                prompt=prompt,
-                installation_id=installation_id,
-                audience=audience,
-                scopes=scopes,
-                resources=resources,
-                authorization_details=authorization_details,
-                vercel_token=vercel_token,
-                region=region,
-            )
-        )
+        return await self._wire.acall(*self._authorize_call(**_arguments(locals())))
 
     def experimental_start_installation(
         self,
@@ -559,23 +475,7 @@ class ConnectClient:
             ValueError: an argument is invalid (before any network call).
             ConnectError: Connect refused the request.
         """
-        return self._wire.call(
-            *self._install_call(
-                connector,
-                tenant_id=tenant_id,
-                callback_url=callback_url,
-                webhook=webhook,
-                device_code=device_code,
-                expires_in_ms=expires_in_ms,
-                installation_id=installation_id,
-                audience=audience,
-                scopes=scopes,
-                resources=resources,
-                authorization_details=authorization_details,
-                vercel_token=vercel_token,
-                region=region,
-            )
-        )
+        return self._wire.call(*self._install_call(**_arguments(locals())))
 
     async def aexperimental_start_installation(
         self,
@@ -595,23 +495,7 @@ class ConnectClient:
         region: str | None = None,
     ) -> AuthorizationRequest:
         """Async `experimental_start_installation`."""
-        return await self._wire.acall(
-            *self._install_call(
-                connector,
-                tenant_id=tenant_id,
-                callback_url=callback_url,
-                webhook=webhook,
-                device_code=device_code,
-                expires_in_ms=expires_in_ms,
-                installation_id=installation_id,
-                audience=audience,
-                scopes=scopes,
-                resources=resources,
-                authorization_details=authorization_details,
-                vercel_token=vercel_token,
-                region=region,
-            )
-        )
+        return await self._wire.acall(*self._install_call(**_arguments(locals())))
 
     def get_connector_metadata(
         self,
@@ -679,17 +563,7 @@ class ConnectClient:
         deadline = time.monotonic() + _positive("timeout", timeout)
         interval = _positive("interval", interval)
         while True:
-            options = token_options(
-                installation_id,
-                audience,
-                scopes,
-                resources,
-                authorization_details,
-                validity_buffer_ms,
-                vercel_token,
-                True,
-                False,
-            )
+            options = token_options(locals(), force_refresh=True)
             try:
                 return self._serve_with_options(connector, subject, options)
             except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
@@ -717,17 +591,7 @@ class ConnectClient:
         deadline = time.monotonic() + _positive("timeout", timeout)
         interval = _positive("interval", interval)
         while True:
-            options = token_options(
-                installation_id,
-                audience,
-                scopes,
-                resources,
-                authorization_details,
-                validity_buffer_ms,
-                vercel_token,
-                True,
-                False,
-            )
+            options = token_options(locals(), force_refresh=True)
             try:
                 return await self._aserve(connector, subject, options)
             except (AuthorizationPendingError, UserAuthorizationRequiredError) as exc:
@@ -971,33 +835,32 @@ def _token_call(request: TokenRequest) -> tuple[str, str, dict[str, Any]]:
     return "POST", connector_path("/v1/connect/token/", request.connector), request.params.to_wire()
 
 
-def token_options(
-    installation_id: object,
-    audience: object,
-    scopes: object,
-    resources: object,
-    authorization_details: object,
-    validity_buffer_ms: object,
-    vercel_token: object,
-    force_refresh: object,
-    no_cache: object,
-) -> dict[str, Any]:
-    """A token call's options as `_call_options` takes them: only the ones given."""
-    given = {
-        "installation_id": installation_id,
-        "audience": audience,
-        "scopes": scopes,
-        "resources": resources,
-        "authorization_details": authorization_details,
-        "validity_buffer_ms": validity_buffer_ms,
-        "vercel_token": vercel_token,
-        "force_refresh": force_refresh,
-        "no_cache": no_cache,
-    }
-    # `False` is the default of the two flags; any other value is checked by `_call_options`.
-    return {
-        name: value for name, value in given.items() if value is not None and value is not False
-    }
+#: The keyword options of the token calls (`get_token` and its kin).
+TOKEN_OPTIONS = (
+    "installation_id",
+    "audience",
+    "scopes",
+    "resources",
+    "authorization_details",
+    "validity_buffer_ms",
+    "vercel_token",
+    "force_refresh",
+    "no_cache",
+)
+
+
+def token_options(arguments: Mapping[str, Any], **fixed: Any) -> dict[str, Any]:
+    """The token options a call was given (from its ``locals()``), as `_call_options`
+    takes them: those not left at their default, with ``fixed`` ones set over them.
+    (``False`` is the flags' default; any other value is checked by `_call_options`.)"""
+    given = {name: arguments.get(name) for name in TOKEN_OPTIONS}
+    given.update(fixed)
+    return {name: v for name, v in given.items() if v is not None and v is not False}
+
+
+def _arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's arguments (its ``locals()`` before anything else), to pass on."""
+    return {name: value for name, value in arguments.items() if name != "self"}
 
 
 def _call_options(

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._errors import OidcTokenError
-from ._private import environ_raw
 from ._protocol import header_safe
 
 __all__ = [
@@ -268,11 +267,13 @@ def _refreshed(refresh: Refresh, now: float, why: OidcTokenError) -> Credential:
     return _credential_of(value)[0]
 
 
-# os.environ decodes a fresh copy of the ~1 kB JWT on every read. Its raw value
-# object stays the same until the variable changes, so remember the decoded
-# string per raw object: same answer as os.environ.get, without the copy (see
-# `environ_raw` for why the raw mapping, and what happens without it).
-_environ_raw, _ENV_RAW_KEY, _FILE_RAW_KEY = environ_raw(_ENV, _FILE_ENV)
+# os.environ decodes a fresh copy of the ~1 kB JWT on every read. Where the
+# environment is bytes (POSIX), os.environb returns the same bytes object until the
+# variable changes, so the decoded string is remembered per bytes object: the same
+# answer as os.environ.get, without the copy.
+_environb: Mapping[bytes, bytes] | None = os.environb if os.supports_bytes_environ else None
+_ENV_BYTES = os.fsencode(_ENV)
+_FILE_ENV_BYTES = os.fsencode(_FILE_ENV)
 _env_seen: tuple[object, str | None] = (object(), None)
 _file_seen: tuple[str, int, int, str] = ("", 0, 0, "")
 
@@ -313,13 +314,14 @@ def _file_token() -> str | None:
 def _env_token() -> str | None:
     """The token the environment gives: ``VERCEL_OIDC_TOKEN_FILE``, else ``VERCEL_OIDC_TOKEN``."""
     global _env_seen
-    if _environ_raw is None or _FILE_RAW_KEY in _environ_raw:
+    environb = _environb
+    if environb is None:  # Windows: the environment is text already
+        return _file_token() or _stripped(os.environ.get(_ENV))
+    if environb.get(_FILE_ENV_BYTES) is not None:
         from_file = _file_token()
         if from_file is not None:
             return from_file
-    if _environ_raw is None:  # not CPython's os._Environ: read it plainly
-        return _stripped(os.environ.get(_ENV))
-    raw = _environ_raw.get(_ENV_RAW_KEY)
+    raw = environb.get(_ENV_BYTES)
     seen = _env_seen
     if raw is seen[0] and raw is not None:
         return seen[1]

@@ -9,13 +9,12 @@ silently weakened without a word.
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["aiohttp_request_timer", "environ_raw", "iterator_source", "wrap_network_backends"]
+__all__ = ["aiohttp_request_timer", "iterator_source", "wrap_network_backends"]
 
 #: The private attributes read here, by what they are for (tests change them to
 #: simulate a release without them).
@@ -25,8 +24,6 @@ HTTPX_MOUNTS = "_mounts"
 HTTPX_POOL = "_pool"
 HTTPCORE_BACKEND = "_network_backend"
 HTTPX_ITERATOR = "_stream"
-ENVIRON_DATA = "_data"
-ENVIRON_ENCODEKEY = "encodekey"
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -88,24 +85,6 @@ def wrap_network_backends(client: Any, wrap: Callable[[Any], Any], base: type) -
             return False
         setattr(pool, HTTPCORE_BACKEND, wrap(backend))
     return True
-
-
-def environ_raw(*names: str) -> tuple[Mapping[Any, Any] | None, *tuple[Any, ...]]:
-    """CPython's raw environment mapping and the raw keys of ``names``; (None, ...)
-    where ``os.environ`` has no such internals (then read it with ``os.environ.get``).
-
-    Why not the public API: the cache-hit path reads the Vercel credential's
-    variables on every call, and ``os.environ.get`` decodes a ~1 kB value each time
-    (about 0.4 µs, 0.7 µs for an unset variable, which raises ``KeyError`` inside;
-    ``os.environb`` costs 0.2 and 0.6 µs), where a raw lookup costs 0.05 µs, on a
-    path that takes about 1 µs in all. Nothing is weakened without it: the answer is
-    the same, only slower, so no warning is given.
-    """
-    data = getattr(os.environ, ENVIRON_DATA, None)
-    encodekey = getattr(os.environ, ENVIRON_ENCODEKEY, None)
-    if not isinstance(data, dict) or not callable(encodekey):
-        return (None, *names)
-    return (data, *(encodekey(name) for name in names))
 
 
 def iterator_source(stream: Any) -> object | None:

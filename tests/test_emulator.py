@@ -498,3 +498,65 @@ def test_many_keep_alive_connections_share_a_bounded_pool(emulator: ConnectEmula
         for conn in connections:
             conn.close()
     assert len(emulator.provider_calls) == 600
+
+
+def test_latency_holds_answers_not_workers(emu: ConnectEmulator) -> None:
+    """Twice as many calls as the server has workers wait out the latency at the same
+    time (each answer is held by the server, not by a worker), then all are answered."""
+    from helpers import wait_for
+
+    n = 2 * Server.workers
+    emu.latency = 60.0  # longer than the test: answered only once released below
+    oidc = emu.oidc_token()
+    barrier = threading.Barrier(n)
+    statuses: list[int] = []
+
+    def call() -> None:
+        barrier.wait()
+        r = httpx.post(
+            _token_url(emu, SLACK),
+            json={"subject": {"type": "app"}},
+            headers={"Authorization": f"Bearer {oidc}"},
+            timeout=120,
+        )
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    server = emu._server
+    assert server is not None
+    wait_for(lambda: len(server._later) == n, what=f"{n} answers held at once")
+    with server._open_lock:  # due now: the loop hands them to the workers
+        server._later[:] = [(0.0, *rest) for _, *rest in server._later]  # type: ignore[misc]
+    for t in threads:
+        t.join()
+    assert statuses == [200] * n
+
+
+def test_a_slow_connector_and_any_user(tmp_path: Path) -> None:
+    """latency and users=["*"] from a config file: the slow connector's answer waits,
+    another connector's does not; any user id has consented."""
+    config = tmp_path / "connect.json"
+    config.write_text(
+        json.dumps(
+            {
+                "connectors": [
+                    {"uid": "slow/one", "latency": 30.0, "users": ["*"]},
+                    {"uid": "fast/one", "users": ["*"]},
+                ]
+            }
+        )
+    )
+    with ConnectEmulator.from_file(config) as emu:
+        body = {"subject": {"type": "user", "id": "anyone-at-all"}}
+        assert _post(emu, "fast/one", body).status_code == 200
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                _token_url(emu, "slow/one"),
+                json=body,
+                headers={"Authorization": f"Bearer {emu.oidc_token()}"},
+                timeout=0.5,
+            )
+    with pytest.raises(ValueError, match="latency"):
+        ConnectorSpec(uid="bad/one", latency=-1)

@@ -7,13 +7,11 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -296,40 +294,11 @@ def test_exit_is_not_held_by_fetches_in_flight(emulator: ConnectEmulator) -> Non
 
 
 @pytest.fixture
-def drip_server() -> Iterator[str]:
-    """A loopback server that answers every request one byte every 0.2 s (40 s in all)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    body = b'{"token":"t","expiresAt":99999999999999}'
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    answer += b" " * max(0, 200 - len(answer))
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            for byte in answer:
-                if stop.wait(0.2):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    acceptor.join()
-    listener.close()
+def drip_server(emulator: ConnectEmulator) -> str:
+    """The emulator answering every Connect call one byte every 0.2 s (over a minute for
+    a whole answer), each read well within the socket timeout."""
+    emulator.drip_next(100, interval=0.2)
+    return emulator.url
 
 
 DRIP_POLICY = RetryPolicy(max_attempts=4, deadline=2.0, initial_backoff=0.01, max_backoff=0.05)
@@ -347,7 +316,7 @@ def test_slow_drip_is_bounded_by_timeout_sync(drip_server: str) -> None:
     assert results == [] and len(errors) == 8
     assert all(isinstance(e, ConnectUnavailableError) for e in errors)
     assert "timed out" in str(errors[0])
-    assert took < DRIP_POLICY.deadline + 3  # the whole answer would take 40 s
+    assert took < DRIP_POLICY.deadline + 3  # the whole answer would take over a minute
 
 
 @pytest.mark.anyio

@@ -84,7 +84,7 @@ class ConnectEmulator:
             anyone who reaches it gets tokens and OIDC credentials it signs.
 
     Controls (all thread-safe): `revoke`, `expire_all`,
-    `fail_next`, `drop_next`, `stall_next`, `latency`,
+    `fail_next`, `drop_next`, `stall_next`, `drip_next`, `latency`,
     `revoke_grant`, `approve`, `deny`; webhooks: `deliver_webhook`;
     logs: `calls`, `provider_calls`, `authorization_flows`.
     """
@@ -119,6 +119,7 @@ class ConnectEmulator:
         specs = connectors if connectors is not None else default_connectors(project_id)
         self.state = EmulatorState([self._linked_by_default(spec) for spec in specs])
         self._key = _signing_key()
+        self._verified: dict[str, dict[str, Any]] = {}  # token -> its signed claims
         self._host = host
         self._port = port
         self._server: Server | None = None
@@ -266,16 +267,26 @@ class ConnectEmulator:
         Args:
             token: a Vercel OIDC token.
         """
-        try:
-            decoded = jwt.decode(token, self._key, algorithms=["RS256"])
+        # A signature is checked once per token: a load test sends the same one
+        # thousands of times, and RS256 in Python would then be the bottleneck.
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = dict(jwt.decode(token, self._key, algorithms=["RS256"]).claims)
+            except (JoseError, ValueError, TypeError):
+                return None
+            if len(self._verified) >= 1024:
+                self._verified.clear()
+            self._verified[token] = claims
+        try:  # the claims, on every use: an expired token is refused from then on
             jwt.JWTClaimsRegistry(
                 iss={"essential": True, "value": ISSUER},
                 exp={"essential": True},
                 project_id={"essential": True},
-            ).validate(decoded.claims)
+            ).validate(claims)
         except (JoseError, ValueError, TypeError):
             return None
-        return dict(decoded.claims)
+        return dict(claims)
 
     @property
     def issuer(self) -> str:
@@ -474,6 +485,16 @@ class ConnectEmulator:
             seconds: how long each is held.
         """
         self.state.add_faults([Fault("stall", seconds=seconds)] * n)
+
+    def drip_next(self, n: int = 1, *, interval: float = 0.2) -> None:
+        """Answer the next ``n`` Connect API calls one byte every ``interval`` seconds:
+        each read is quick, so only a deadline on the whole attempt ends it.
+
+        Args:
+            n: how many calls.
+            interval: seconds between two bytes.
+        """
+        self.state.add_faults([Fault("drip", seconds=interval)] * n)
 
     @property
     def latency(self) -> float:

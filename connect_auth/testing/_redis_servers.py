@@ -146,8 +146,7 @@ class RedisClusterServers:
                 return False
             replication = r.info("replication")
             return bool(
-                replication.get("role") == "master"
-                or replication.get("master_link_status") == "up"
+                replication.get("role") == "master" or replication.get("master_link_status") == "up"
             )
 
     def stop(self) -> None:

@@ -14,17 +14,14 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._pages import Reply, consent_page, sign_in_page
 from ._server import Server
-from ._state import (
-    Call,
-    ProviderCall,
-)
+from ._state import Call, Fault, ProviderCall
 from ._vercel import TOKEN_PATH as VERCEL_TOKEN_PATH
 
 if TYPE_CHECKING:
@@ -60,6 +57,10 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: Server
     timeout = 60
+    _drip_interval = 0.0  # set for one answer by a drip fault
+    #: An answer held back for latency: (when it is due, what writes it). The server
+    #: finishes it then, on a worker, so no worker waits out the latency.
+    deferred: tuple[float, Callable[[], None]] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -175,8 +176,25 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         state = emulator.state
         fault = state.next_fault()
-        if state.latency:
-            emulator._stopping.wait(state.latency)
+        spec = state.connectors.get(connector)
+        delay = state.latency + (spec.latency if spec is not None else 0.0)
+        if delay:
+            self.deferred = (
+                time.monotonic() + delay,
+                lambda: self._answer_connect(emulator, endpoint, connector, body, fault),
+            )
+            return
+        self._answer_connect(emulator, endpoint, connector, body, fault)
+
+    def _answer_connect(
+        self,
+        emulator: ConnectEmulator,
+        endpoint: str,
+        connector: str,
+        body: bytes,
+        fault: Fault | None,
+    ) -> None:
+        state = emulator.state
         auth = self.headers.get("Authorization", "")
         sign_in = False  # a sign-in grant at /oauth/token, answered by the OAuth face
         if endpoint == "oauth_token":
@@ -209,7 +227,9 @@ class Handler(BaseHTTPRequestHandler):
                 )
             )
 
-        if fault is not None:
+        if fault is not None and fault.kind == "drip":
+            self._drip_interval = fault.seconds  # answered below, slowly
+        elif fault is not None:
             log(fault.status if fault.kind == "status" else None, fault.kind)
             if fault.kind == "status":
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
@@ -251,7 +271,7 @@ class Handler(BaseHTTPRequestHandler):
             status, answer = state.start_flow(endpoint, connector, params, identity, emulator.url)
         else:
             status, answer = state.metadata(connector, identity)
-        log(status)
+        log(status, "drip" if self._drip_interval else None)
         if endpoint == "oauth_token" and not sign_in:
             status, answer = _as_oauth(status, answer)
         self._send(status, answer, {"Cache-Control": "no-store"} if sign_in else None)
@@ -352,9 +372,28 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("x-vercel-id", "emu1::" + secrets.token_hex(6))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        if self._drip_interval:
+            self._drip(b"".join(self._headers_buffer) + b"\r\n" + data)
+            return
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+
+    def _drip(self, answer: bytes) -> None:
+        """Send ``answer`` one byte per interval until done, the client hangs up, or the
+        emulator stops; the connection is closed after."""
+        interval, self._drip_interval = self._drip_interval, 0.0
+        self._headers_buffer: list[bytes] = []
+        self.close_connection = True
+        stopping = self.server.emulator._stopping
+        for byte in answer:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            if stopping.wait(interval):
+                return
 
     def _drop(self) -> None:
         self.close_connection = True

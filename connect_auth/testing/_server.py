@@ -4,9 +4,13 @@ pool of worker threads."""
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import math
 import selectors
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import HTTPServer
 from typing import TYPE_CHECKING, Any
@@ -37,6 +41,9 @@ class Server(HTTPServer):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._returned: list[socket.socket] = []
+        # Answers held back for latency, by when they are due: no worker waits for them.
+        self._later: list[tuple[float, int, socket.socket, Handler]] = []
+        self._later_order = itertools.count()
         self._stop = threading.Event()
         self.accepted = 0  # connections, for `ConnectEmulator.connections_accepted`
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="connect-emulator")
@@ -48,7 +55,7 @@ class Server(HTTPServer):
         self._selector.register(self.socket, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.05):
+            for key, _ in self._selector.select(timeout=self._until_due()):
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "wake":
@@ -58,6 +65,21 @@ class Server(HTTPServer):
                     assert isinstance(conn, socket.socket)
                     self._selector.unregister(conn)
                     self._pool.submit(self._answer, conn, key.data)
+            for conn, handler in self._due():
+                self._pool.submit(self._resume, conn, handler)
+
+    def _until_due(self) -> float:
+        with self._open_lock:
+            soonest = self._later[0][0] if self._later else math.inf
+        return max(0.0, min(0.05, soonest - time.monotonic()))
+
+    def _due(self) -> list[tuple[socket.socket, Handler]]:
+        now, due = time.monotonic(), []
+        with self._open_lock:
+            while self._later and self._later[0][0] <= now:
+                _, _, conn, handler = heapq.heappop(self._later)
+                due.append((conn, handler))
+        return due
 
     def _accept(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -70,8 +92,31 @@ class Server(HTTPServer):
             self._selector.register(conn, selectors.EVENT_READ, handler)
 
     def _answer(self, conn: socket.socket, handler: Handler) -> None:
-        """A worker: answer the waiting request, then hand the connection back."""
+        """A worker: answer the waiting request, then hand the connection back; an
+        answer the handler deferred (latency) is finished by `_resume` when due."""
         handler.handle_one_request()
+        if handler.deferred is not None:
+            with self._open_lock:
+                heapq.heappush(
+                    self._later, (handler.deferred[0], next(self._later_order), conn, handler)
+                )
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")  # the loop's wait may end sooner now
+            return
+        self._hand_back(conn, handler)
+
+    def _resume(self, conn: socket.socket, handler: Handler) -> None:
+        """A worker: finish a deferred answer, then hand the connection back."""
+        assert handler.deferred is not None
+        finish, handler.deferred = handler.deferred[1], None
+        try:
+            finish()
+            handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True
+        self._hand_back(conn, handler)
+
+    def _hand_back(self, conn: socket.socket, handler: Handler) -> None:
         if handler.close_connection or self._stop.is_set():
             self._forget(conn, handler)
             return
@@ -102,12 +147,15 @@ class Server(HTTPServer):
         """Stop the loop, drop every connection, and wait for the workers."""
         self._stop.set()
         with self._open_lock:
-            sockets, self._open = list(self._open), {}
-        for sock in sockets:
+            handlers, self._open = dict(self._open), {}
+            self._later.clear()  # deferred answers die with their connections
+        for sock in handlers:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for sock in sockets:
+        for sock, handler in handlers.items():
+            with contextlib.suppress(OSError):
+                handler.finish()  # its buffered files, or they outlive the socket
             with contextlib.suppress(OSError):
                 sock.close()
         self._selector.close()

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -67,10 +67,13 @@ class ConnectorSpec:
         default_installation: the installation app tokens use when a call names none.
         requires_installation: app tokens need an installation id (when there is no
             default).
-        users: the user ids that have consented.
+        users: the user ids that have consented; ``"*"``: every user has (load tests
+            with many users).
         links: project id to enabled environments; ``None``: the emulator's project,
             every environment.
         token_ttl: the lifetime of issued tokens, in seconds.
+        latency: seconds added before each Connect answer about this connector (on
+            top of the emulator's ``latency``): a slow connector.
         metadata: extra public fields of its metadata answer (``data``).
         redirect_uris: the registered sign-in callbacks beyond loopback ones.
     """
@@ -85,6 +88,7 @@ class ConnectorSpec:
     users: set[str] = field(default_factory=set)
     links: dict[str, list[str]] | None = None
     token_ttl: float = 3600.0
+    latency: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
     redirect_uris: list[str] = field(default_factory=list)
 
@@ -95,6 +99,8 @@ class ConnectorSpec:
             self.id = "scl_" + self.uid.replace("/", "_").replace("-", "_")
         if self.token_ttl <= 0:
             raise ValueError(f"connector {self.uid}: token_ttl must be positive")
+        if not 0 <= self.latency < float("inf"):
+            raise ValueError(f"connector {self.uid}: latency must be seconds >= 0")
         ids = {i.id for i in self.installations}
         if self.default_installation is not None and self.default_installation not in ids:
             raise ValueError(
@@ -105,9 +111,10 @@ class ConnectorSpec:
 
 @dataclass(frozen=True)
 class Fault:
-    """An injected failure for the next Connect API call: a status, a drop or a stall."""
+    """An injected failure for the next Connect API call: a status, a drop, a stall, or
+    an answer dripped one byte at a time."""
 
-    kind: str  # "status" | "drop" | "stall"
+    kind: str  # "status" | "drop" | "stall" | "drip"
     status: int = 503
     retry_after: str | None = None
     seconds: float = 0.0
@@ -275,20 +282,7 @@ def default_connectors(project_id: str) -> list[ConnectorSpec]:
     ]
 
 
-_SPEC_KEYS = {
-    "uid",
-    "id",
-    "type",
-    "name",
-    "installations",
-    "default_installation",
-    "requires_installation",
-    "users",
-    "links",
-    "token_ttl",
-    "metadata",
-    "redirect_uris",
-}
+_SPEC_KEYS = {f.name for f in fields(ConnectorSpec)}  # every field, nothing else
 
 
 def load_connectors(data: Mapping[str, Any]) -> list[ConnectorSpec]:
@@ -406,7 +400,7 @@ class EmulatorState:
             assert isinstance(subject, dict)
             inst_id = body.get("installationId")
             kind = subject["type"]
-            if kind == "user" and subject.get("id") not in spec.users:
+            if kind == "user" and subject.get("id") not in spec.users and "*" not in spec.users:
                 return self._unauthorized(spec, subject)
             if inst_id is None:
                 inst_id = spec.default_installation
