@@ -171,6 +171,15 @@ class RedisTokenCache:
         socket_timeout: seconds a Redis call made from ``url`` may take.
         retry_after: seconds to fetch directly from Connect after Redis failed,
             before trying it again.
+        sleep: ``sleep(seconds)`` while another process holds a token's lease
+            (default ``time.sleep``; tests pass one that steps time).
+        asleep: ``await asleep(seconds)``, the same for async callers (default
+            ``asyncio.sleep``).
+        monotonic: seconds on a clock that never goes back, for ``retry_after``
+            (default ``time.monotonic``).
+
+    A token's freshness is judged by the clock of the `connect_auth.ConnectClient`
+    using the cache (its ``clock=``).
     """
 
     def __init__(
@@ -184,6 +193,9 @@ class RedisTokenCache:
         lease_ms: int = 10_000,
         socket_timeout: float = 0.5,
         retry_after: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(client, _ASYNC_CLIENTS):
             if async_client is not None:
@@ -217,6 +229,9 @@ class RedisTokenCache:
             or not (0 <= retry_after < math.inf)
         ):
             raise ValueError(f"retry_after must be a number of seconds >= 0, got {retry_after!r}")
+        if not all(callable(f) for f in (sleep, asleep, monotonic)):
+            raise TypeError("sleep, asleep and monotonic must be functions")
+        self._sleep, self._asleep, self._monotonic = sleep, asleep, monotonic
         self._sealer = Sealer(encryption_key)
         self._url = url
         self._timeout = float(socket_timeout)
@@ -502,8 +517,8 @@ class RedisTokenCache:
         hit = self._accept(raw, names, flight, newer_than)
         if hit is not None:
             return hit
-        give_up = time.monotonic() + 2 * self._lease_ms / 1000.0
-        delay = 0.005
+        # Bounded by the time slept, not by a clock: the plan stays pure.
+        patience, waited, delay = 2 * self._lease_ms / 1000.0, 0.0, 0.005
         while True:
             held = yield _Op("script", (_LEASE, [names.lease], [fence, self._lease_ms]))
             if held == _TAKEN:
@@ -517,7 +532,7 @@ class RedisTokenCache:
                     self._lease_ms,
                 )
                 return None
-            if time.monotonic() > give_up:
+            if waited >= patience:
                 log.warning(
                     "another process held the Redis lease for %s longer than "
                     "%d ms; fetching from Connect directly",
@@ -526,6 +541,7 @@ class RedisTokenCache:
                 )
                 return None
             yield _Op("sleep", (delay,))
+            waited += delay
             delay = min(delay * 2, 0.1)
             hit = self._accept((yield _Op("get", (names.value,))), names, flight, newer_than)
             if hit is not None:
@@ -581,7 +597,7 @@ class RedisTokenCache:
         if op.kind == "get":
             return client.get(*op.args)
         if op.kind == "sleep":
-            time.sleep(*op.args)
+            self._sleep(*op.args)
             return None
         source, keys, args = op.args
         return self._script(client, source)(keys, args)
@@ -590,7 +606,7 @@ class RedisTokenCache:
         if op.kind == "get":
             return await client.get(*op.args)
         if op.kind == "sleep":
-            await asyncio.sleep(*op.args)
+            await self._asleep(*op.args)
             return None
         source, keys, args = op.args
         return await self._script(client, source)(keys, args)
@@ -608,7 +624,7 @@ class RedisTokenCache:
     # -- the circuit breaker --------------------------------------------------------
 
     def _up(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self._monotonic() >= self._down_until
 
     def _trip(self, exc: BaseException) -> None:
         shared_cache_failed(type(exc).__name__)
@@ -619,7 +635,7 @@ class RedisTokenCache:
             return
         with self._down_lock:
             first = self._up()
-            self._down_until = time.monotonic() + self._retry_after
+            self._down_until = self._monotonic() + self._retry_after
         if first:
             log.warning(
                 "the shared token cache at %s failed (%s); fetching tokens "

@@ -435,3 +435,83 @@ def test_an_asyncio_client_given_serves_async_callers(
 
     first, second = asyncio.run(run())
     assert first == second and emulator.token_calls() == 1
+
+
+# -- time as an input -----------------------------------------------------------------
+
+
+def test_a_held_lease_is_waited_out_in_stepped_sleeps(
+    emulator: ConnectEmulator, redis_url: str
+) -> None:
+    """While another process holds a token's lease, the waiter sleeps through the
+    cache's own sleep= (here it only records), gives up after twice lease_ms of sleep
+    and fetches directly, long before the stalled leader is done."""
+    import threading
+
+    slept: list[float] = []
+    emulator.stall_next(1, seconds=20)  # the leader's fetch hangs, holding the lease
+    oidc = emulator.oidc_token()
+    with (
+        RedisTokenCache(redis_url, encryption_key=KEY, lease_ms=1000) as leading,
+        RedisTokenCache(
+            redis_url, encryption_key=KEY, lease_ms=1000, sleep=slept.append
+        ) as waiting,
+    ):
+        leader_client = ConnectClient(
+            base_url=emulator.url,
+            vercel_token=oidc,
+            timeout=15,
+            retry=fast_retry(max_attempts=1),
+            shared_cache=leading,
+        )
+        failed: list[BaseException] = []
+
+        def lead() -> None:
+            try:
+                leader_client.get_token(SLACK, subject=APP)
+            except BaseException as exc:  # the stall ends in an error; kept for the check
+                failed.append(exc)
+
+        leader = threading.Thread(target=lead)
+        leader.start()
+        wait_for(lambda: len(emulator.calls) == 1, what="the leader's call is in")
+        with _client(emulator, waiting, vercel_token=oidc) as b:
+            assert b.get_token(SLACK, subject=APP)
+        assert leader.is_alive()  # the waiter did not wait for it
+        assert sum(slept) >= 2.0 and len(slept) > 1
+        emulator.stop()  # ends the stall
+        leader.join()
+        leader_client.close()
+    assert len(failed) == 1
+
+
+def test_the_breaker_follows_its_own_clock(
+    emulator: ConnectEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis failure turns the cache off for retry_after seconds of monotonic=;
+    stepping that clock past it makes the next miss try Redis again."""
+    import logging
+
+    from helpers import free_port
+
+    now = [1000.0]
+    dead = RedisTokenCache(
+        f"redis://127.0.0.1:{free_port()}/0",
+        encryption_key=KEY,
+        retry_after=30,
+        monotonic=lambda: now[0],
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="connect_auth.redis"),
+        dead,
+        _client(emulator, dead) as client,
+    ):
+        client.get_token(SLACK, subject={"type": "user", "id": "u_alice"})
+        client.get_token(SLACK, subject={"type": "user", "id": "u_bob"})
+        outages = [r for r in caplog.records if "failed" in r.getMessage()]
+        assert len(outages) == 1  # the second miss did not touch Redis
+        now[0] += 31
+        client.get_token(SLACK, subject=APP)
+    outages = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(outages) == 2
+    assert emulator.token_calls() == 3
