@@ -522,7 +522,13 @@ class RedisTokenCache:
         while True:
             held = yield _Op("script", (_LEASE, [names.lease], [fence, self._lease_ms]))
             if held == _TAKEN:
-                return _LEAD
+                # The previous holder may have written the token and let go between
+                # our read and the lease: read once more before fetching.
+                hit = self._accept((yield _Op("get", (names.value,))), names, flight, newer_than)
+                if hit is None:
+                    return _LEAD
+                yield _Op("script", (_RELEASE, [names.lease], [fence]))
+                return hit
             if held != _GONE and is_foreign_lease(held, self._lease_ms):
                 log.warning(
                     "the Redis lease for %s has no expiry or one longer than "

@@ -515,3 +515,42 @@ def test_the_breaker_follows_its_own_clock(
     outages = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(outages) == 2
     assert emulator.token_calls() == 3
+
+
+def test_a_token_written_just_before_the_lease_is_taken_is_used() -> None:
+    """The race behind "one refresh for the fleet": this process reads no token, the
+    leader writes one and lets its lease go, then this process takes the lease. It
+    reads once more, finds the leader's token, and gives the lease back instead of
+    fetching again. (The plan driven step by step: no Redis, no timing.)"""
+    import time
+    from concurrent.futures import Future
+
+    from connect_auth import TokenRequest, TokenResponse
+    from connect_auth._engine import Flight
+    from connect_auth._models import ConnectorRef
+    from connect_auth._oidc import Credential
+    from connect_auth.redis import _LEAD, _LEASE, _RELEASE, _TAKEN
+
+    cache = RedisTokenCache("redis://127.0.0.1:9/0", encryption_key=KEY)  # never reached
+    request = TokenRequest.build(SLACK, subject=APP)
+    flight = Flight(Future(), (request.key, "d" * 64), request, Credential("c", "d" * 64), True)
+    names = cache._names(flight.key)
+    written = TokenResponse(
+        token="the-leaders-token",
+        expires_at=int((time.time() + 3600) * 1000),
+        connector=ConnectorRef(id="scl_acmeslack", uid=SLACK, type="slack"),
+    )
+    stored = cache._writer(flight, names, written, "leader-fence")
+    assert stored is not None
+    plan = cache._plan(flight, names, "our-fence")
+    assert plan.send(None).kind == "get"
+    lease = plan.send(None)  # nothing stored yet: ask for the lease
+    assert lease.args[0] == _LEASE
+    assert plan.send(_TAKEN).kind == "get"  # taken: read once more
+    release = plan.send(stored[1][0])  # meanwhile the leader's token landed
+    assert release.args[0] == _RELEASE and release.args[2] == ["our-fence"]
+    with pytest.raises(StopIteration) as done:
+        plan.send(1)
+    assert isinstance(done.value.value, TokenResponse)
+    assert done.value.value.token == "the-leaders-token" and done.value.value is not _LEAD
+    cache.close()
