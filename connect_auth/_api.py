@@ -123,9 +123,9 @@ def get_token(
         and force_refresh is False
         and no_cache is False
     ):
-        return (_default or default_client())._serve(connector, subject, {}).token
+        return (_default or default_client())._serve(connector, subject).token
     options = token_options(locals())
-    return default_client()._serve(connector, subject, options).token
+    return default_client()._serve_with_options(connector, subject, options).token
 
 
 def get_token_response(
@@ -153,9 +153,9 @@ def get_token_response(
         and force_refresh is False
         and no_cache is False
     ):
-        return (_default or default_client())._serve(connector, subject, {})
+        return (_default or default_client())._serve(connector, subject)
     options = token_options(locals())
-    return default_client()._serve(connector, subject, options)
+    return default_client()._serve_with_options(connector, subject, options)
 
 
 # The module functions are the default client's methods: same parameters, same docs.

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from ._config import is_loopback_host, unambiguous_url
-from ._models import ConnectorRef, TokenRequest, VercelToken, check_connector, token_param_fields
+from ._models import ConnectorRef, TokenRequest, check_connector, token_param_fields
 from ._protocol import invalid_answer, json_object
 
 __all__ = [
     "AuthorizationRequest",
     "ConnectorMetadata",
-    "StartAuthorizationOptions",
-    "StartInstallationOptions",
     "authorize_body",
     "detached_mode",
     "install_body",
@@ -81,34 +79,6 @@ class ConnectorMetadata:
     updated_at: int | None
     vendor: Mapping[str, Any]
     extra: Mapping[str, Any]
-
-
-class _FlowOptions(TypedDict, total=False):
-    """What every consent or installation request may carry (all optional)."""
-
-    callback_url: str | None
-    webhook: str | None
-    device_code: bool | None
-    expires_in_ms: float | None
-    installation_id: str | None
-    audience: Sequence[str] | None
-    scopes: Sequence[str] | None
-    resources: Sequence[str] | None
-    authorization_details: Sequence[Mapping[str, Any]] | None
-    vercel_token: VercelToken | None
-    region: str | None
-
-
-class StartAuthorizationOptions(_FlowOptions, total=False):
-    """Keyword options of `ConnectClient.start_authorization`."""
-
-    prompt: str | None
-
-
-class StartInstallationOptions(_FlowOptions, total=False):
-    """Keyword options of `ConnectClient.experimental_start_installation`."""
-
-    tenant_id: str | None
 
 
 def detached_mode(environ: Mapping[str, str]) -> bool:

@@ -202,7 +202,7 @@ class ConnectClient:
             and force_refresh is False
             and no_cache is False
         ):
-            return self._serve(connector, subject, {}).token
+            return self._serve(connector, subject).token
         options = token_options(locals())
         return self._serve_with_options(connector, subject, options).token
 
@@ -234,25 +234,23 @@ class ConnectClient:
             and force_refresh is False
             and no_cache is False
         ):
-            return self._serve(connector, subject, {})
+            return self._serve(connector, subject)
         options = token_options(locals())
         return self._serve_with_options(connector, subject, options)
 
-    def _serve(
-        self, connector: str, subject: SubjectLike, options: dict[str, Any]
-    ) -> TokenResponse:
-        """`get_token_response` with its options as a dict (the module functions' path)."""
-        if options:
-            return self._serve_with_options(connector, subject, options)
-        request = _request_for(connector, subject, options)
+    def _serve(self, connector: str, subject: SubjectLike) -> TokenResponse:
+        """`get_token_response` for a call given no option (the module functions' too)."""
+        request = _request_for(connector, subject, _NO_OPTIONS)
         hit = self._engine.cached(request)  # the common call, one frame shorter
         return hit if hit is not None else self._engine.fetch(request, None, False)
 
     def _serve_with_options(
-        self, connector: str, subject: SubjectLike, options: dict[str, Any]
+        self, connector: str, subject: SubjectLike, options: dict[str, Any] | None = None
     ) -> TokenResponse:
+        """`get_token_response` for a call given options (``None``: none, when the
+        client's own validity buffer must still be added)."""
         request, vercel_token, force, no_cache = _call_options(
-            connector, subject, options, self.validity_buffer_ms
+            connector, subject, options or {}, self.validity_buffer_ms
         )
         return self._engine.token_for(request, vercel_token, force_refresh=force, no_cache=no_cache)
 
@@ -885,6 +883,8 @@ def _call_options(
     return _request_for(connector, subject, options), vercel_token, force, no_cache
 
 
+#: The options of a call given none (read only, never written: shared by every call).
+_NO_OPTIONS: dict[str, Any] = {}
 _requests_seen: dict[Hashable, TokenRequest] = {}
 _REQUESTS_SEEN_MAX = 512
 # The last (connector, subject dict, request) `_request_for` built; "" matches no connector.

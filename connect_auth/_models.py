@@ -31,7 +31,6 @@ __all__ = [
     "SubjectLike",
     "TokenExchangeSubject",
     "TokenExchangeSubjectDict",
-    "TokenOptions",
     "TokenParams",
     "TokenParamsOptions",
     "TokenRequest",
@@ -320,13 +319,6 @@ class TokenParamsOptions(TypedDict, total=False):
     authorization_details: Sequence[Mapping[str, Any]] | None
     validity_buffer_ms: float | None
     vercel_token: VercelToken | None
-
-
-class TokenOptions(TokenParamsOptions, total=False):
-    """`TokenParamsOptions` plus ``force_refresh`` and ``no_cache``."""
-
-    force_refresh: bool
-    no_cache: bool
 
 
 class RequestKey:

@@ -47,6 +47,12 @@ __all__ = ["FAST_RETRY", "ISSUER", "ConnectEmulator", "reachable_host"]
 
 
 ISSUER = "https://oidc.vercel.com/connect-emulator"
+#: What every OIDC token the emulator accepts must claim.
+_CLAIMS = jwt.JWTClaimsRegistry(
+    iss={"essential": True, "value": ISSUER},
+    exp={"essential": True},
+    project_id={"essential": True},
+)
 _KEY_LOCK = threading.Lock()
 _SHARED_KEY: RSAKey | None = None
 
@@ -279,11 +285,7 @@ class ConnectEmulator:
                 self._verified.clear()
             self._verified[token] = claims
         try:  # the claims, on every use: an expired token is refused from then on
-            jwt.JWTClaimsRegistry(
-                iss={"essential": True, "value": ISSUER},
-                exp={"essential": True},
-                project_id={"essential": True},
-            ).validate(claims)
+            _CLAIMS.validate(claims)
         except (JoseError, ValueError, TypeError):
             return None
         return dict(claims)
